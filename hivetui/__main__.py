@@ -1,0 +1,5 @@
+import sys
+
+from hivetui.cli import main
+
+sys.exit(main())

@@ -1,0 +1,142 @@
+"""Command line: starts the TUI or runs a one-shot command over the same core."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from platformdirs import user_log_path
+
+from hivetui import __version__
+from hivetui.config import (
+    ConfigError,
+    LoadedConfig,
+    load_config,
+    resolve_config_path,
+    write_starter_config,
+)
+from hivetui.hosts import build_fleet
+from hivetui.model import HostSnapshot
+from hivetui.report import gpus_table, hosts_table, to_json
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hivetui",
+        description="Watch and share the NVIDIA GPUs of many hosts, over SSH.",
+    )
+    parser.add_argument("--version", action="version", version=f"hivetui {__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $HIVETUI_CONFIG, else ~/.config/hivetui/config.toml)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("tui", help="the full-screen dashboard (the default)")
+
+    gpus = sub.add_parser("gpus", help="one snapshot of every GPU of every host")
+    gpus.add_argument("--json", action="store_true", help="print JSON (schema in the README)")
+    gpus.add_argument("--timeout", type=float, default=None, help="seconds to wait per host")
+
+    hosts = sub.add_parser("hosts", help="connection status of each host")
+    hosts.add_argument("--json", action="store_true", help="print JSON")
+    hosts.add_argument("--timeout", type=float, default=None, help="seconds to wait per host")
+
+    config = sub.add_parser("config", help="create, check or locate the config file")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    init = config_sub.add_parser("init", help="write a commented starter config")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    config_sub.add_parser("check", help="validate the config without connecting")
+    config_sub.add_parser("path", help="print where the config is read from")
+    return parser
+
+
+def _setup_logging(to_file: bool) -> None:
+    """Log to a file: a TUI must never get log lines or tracebacks on its screen."""
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    if not to_file:
+        logging.basicConfig(level=logging.ERROR, format="hivetui: %(message)s")
+        return
+    log_dir = user_log_path("hivetui")
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(log_dir / "hivetui.log")
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+
+
+def _one_shot(loaded: LoadedConfig, as_json: bool, timeout: float | None, hosts: bool) -> int:
+    config = loaded.config
+    fleet = build_fleet(config)
+    wait = timeout if timeout is not None else config.ssh.connect_timeout
+
+    async def take() -> list[HostSnapshot]:
+        try:
+            return await fleet.sweep(wait)
+        finally:
+            await fleet.stop()
+
+    snaps = asyncio.run(take())
+    if as_json:
+        print(to_json(snaps))
+    else:
+        print(hosts_table(snaps) if hosts else gpus_table(snaps))
+    return EXIT_OK
+
+
+def _config_command(args: argparse.Namespace) -> int:
+    path, _ = resolve_config_path(args.config)
+    if args.config_command == "path":
+        print(path)
+        return EXIT_OK
+    if args.config_command == "init":
+        write_starter_config(Path(path), force=args.force)
+        print(f"wrote {path}")
+        return EXIT_OK
+    loaded = load_config(args.config)
+    where = loaded.path or "built-in defaults (no config file)"
+    count = len(loaded.config.effective_hosts)
+    print(f"{where}: OK, {count} host{'s' if count != 1 else ''}")
+    return EXIT_OK
+
+
+def _run_tui(loaded: LoadedConfig) -> int:
+    from hivetui.app import make_app
+
+    app = make_app(build_fleet(loaded.config))
+    app.run()
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "tui"
+    _setup_logging(to_file=command == "tui")
+    try:
+        if command == "config":
+            return _config_command(args)
+        loaded = load_config(args.config)
+        if command in ("gpus", "hosts"):
+            if args.timeout is not None and args.timeout <= 0:
+                print("hivetui: --timeout must be more than 0 seconds", file=sys.stderr)
+                return EXIT_CONFIG
+            return _one_shot(loaded, args.json, args.timeout, hosts=command == "hosts")
+        return _run_tui(loaded)
+    except ConfigError as exc:
+        print(f"hivetui: config error:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

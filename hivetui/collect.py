@@ -1,0 +1,311 @@
+"""Reading one host: a streaming GPU query plus a report loop, over one transport.
+
+Per host, while following: one long-running ``nvidia-smi --loop-ms`` stream for
+the GPU table, and one shell loop for compute processes, their owners, CPU and
+memory. A snapshot is published every interval from the latest of both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hivetui.backends import nvidia
+from hivetui.backends.probe import (
+    SMI_TIMEOUT_EXIT,
+    ProbeReport,
+    ReportParser,
+    cpu_percent,
+    follow_command,
+    parse_reports,
+    sweep_command,
+)
+from hivetui.backends.transport import EXIT_MARK, CommandTimeout, HostUnavailable, Transport
+from hivetui.model import (
+    GpuAvailability,
+    GpuProcess,
+    GpuSample,
+    HostLoad,
+    HostSnapshot,
+    HostStatus,
+)
+
+Publish = Callable[[HostSnapshot], None]
+
+NO_GPU_RECHECK_S = 60.0  # a host with no driver is asked again this often, not every second
+MAX_BACKOFF_S = 5.0
+HOST_KEY_RETRY_S = 30.0
+
+
+@dataclass(slots=True)
+class _Live:
+    """What is known right now about a connected host."""
+
+    rows: list[nvidia.GpuRow] = field(default_factory=list)
+    rows_at: float = 0.0
+    availability: GpuAvailability = GpuAvailability.UNKNOWN
+    gpu_error: str | None = None
+    report: ProbeReport | None = None
+    cpu_pct: float | None = None
+
+
+def _processes(report: ProbeReport | None) -> dict[str, list[GpuProcess]]:
+    """Compute processes keyed by GPU uuid, with owners from the process table."""
+    by_gpu: dict[str, list[GpuProcess]] = {}
+    if report is None:
+        return by_gpu
+    for line in report.app_lines:
+        if not line.strip():
+            continue
+        try:
+            app = nvidia.parse_app_line(line)
+        except nvidia.NvidiaOutputError:
+            continue
+        owner = report.owners.get(app.pid)
+        by_gpu.setdefault(app.gpu_uuid, []).append(
+            GpuProcess(
+                pid=app.pid,
+                user=owner.user if owner else None,
+                gpu_memory_mib=app.used_memory_mib,
+                command=owner.command if owner and owner.command else app.process_name,
+            )
+        )
+    return by_gpu
+
+
+def _load(report: ProbeReport | None, cpu_pct: float | None) -> HostLoad | None:
+    if report is None or report.mem_total_kib is None or report.load1 is None:
+        return None
+    available = report.mem_available_kib or 0
+    return HostLoad(
+        cpu_pct=cpu_pct,
+        load1=report.load1,
+        mem_total_mib=report.mem_total_kib / 1024,
+        mem_available_mib=available / 1024,
+    )
+
+
+def _samples(rows: list[nvidia.GpuRow], report: ProbeReport | None) -> tuple[GpuSample, ...]:
+    procs = _processes(report)
+    return tuple(
+        GpuSample(
+            index=row.index,
+            uuid=row.uuid,
+            name=row.name,
+            utilization_pct=row.utilization_pct,
+            memory_used_mib=row.memory_used_mib,
+            memory_total_mib=row.memory_total_mib,
+            temperature_c=row.temperature_c,
+            power_w=row.power_w,
+            processes=tuple(procs.get(row.uuid, ())),
+        )
+        for row in rows
+    )
+
+
+def _gpu_verdict(
+    have_smi: bool, rc: int | None, lines: list[str]
+) -> tuple[GpuAvailability, str | None, list[nvidia.GpuRow]]:
+    """What a finished one-shot GPU query means: availability, error, rows."""
+    if not have_smi:
+        return GpuAvailability.NO_GPU, "no NVIDIA GPU (nvidia-smi not found)", []
+    if rc == SMI_TIMEOUT_EXIT:
+        return GpuAvailability.ERROR, "nvidia-smi did not answer (timed out)", []
+    if rc != 0:
+        availability, message = nvidia.classify_failure(rc, "\n".join(lines))
+        return availability, message, []
+    try:
+        rows = nvidia.parse_gpu_rows(lines)
+    except nvidia.NvidiaOutputError as exc:
+        return GpuAvailability.ERROR, str(exc), []
+    if not rows:
+        return GpuAvailability.NO_GPU, "no NVIDIA GPU (nvidia-smi listed none)", []
+    return GpuAvailability.OK, None, rows
+
+
+class HostReader:
+    """Follows or sweeps one host through a :class:`Transport` (SSH or local)."""
+
+    def __init__(
+        self,
+        name: str,
+        transport: Transport,
+        *,
+        interval: float = 1.0,
+        command_timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self.transport = transport
+        self.interval = interval
+        self.command_timeout = command_timeout
+        self.stale_after = max(5.0, 5 * interval)
+        self._clock = clock
+
+    # -- one-shot ---------------------------------------------------------
+    async def sweep(self, timeout: float) -> HostSnapshot:
+        """One fresh snapshot; failures become statuses, never exceptions."""
+        try:
+            await asyncio.wait_for(self.transport.connect(), timeout)
+            result = await self.transport.run(sweep_command(), timeout)
+        except TimeoutError:
+            return self._down(HostStatus.OFFLINE, f"no answer in {timeout:g} s")
+        except HostUnavailable as exc:
+            return self._down(exc.status, exc.message)
+        except CommandTimeout:
+            return HostSnapshot(
+                self.name,
+                HostStatus.ONLINE,
+                gpu_availability=GpuAvailability.ERROR,
+                gpu_error=f"the host did not answer in {timeout:g} s (nvidia-smi hung?)",
+                updated_at=self._clock(),
+            )
+        reports = parse_reports(result.stdout.splitlines())
+        if not reports:
+            detail = (result.stderr or result.stdout).strip().splitlines()
+            return HostSnapshot(
+                self.name,
+                HostStatus.ONLINE,
+                error="unexpected answer from the host: "
+                + (detail[0][:160] if detail else f"exit {result.exit_status}"),
+                updated_at=self._clock(),
+            )
+        report = reports[0]
+        availability, gpu_error, rows = _gpu_verdict(
+            report.have_smi, report.gpu_rc, report.gpu_lines or []
+        )
+        return HostSnapshot(
+            self.name,
+            HostStatus.ONLINE,
+            gpu_availability=availability,
+            gpu_error=gpu_error,
+            gpus=_samples(rows, report),
+            load=_load(report, None),
+            updated_at=self._clock(),
+        )
+
+    def _down(self, status: HostStatus, message: str) -> HostSnapshot:
+        return HostSnapshot(self.name, status, error=message, updated_at=self._clock())
+
+    # -- following --------------------------------------------------------
+    async def follow(self, publish: Publish) -> None:
+        """Publish snapshots until cancelled; reconnect with capped backoff."""
+        backoff = 1.0
+        publish(HostSnapshot(self.name, HostStatus.CONNECTING, updated_at=self._clock()))
+        while True:
+            try:
+                await self.transport.connect()
+            except HostUnavailable as exc:
+                publish(self._down(exc.status, exc.message))
+                host_key = exc.status in (HostStatus.HOST_KEY_CHANGED, HostStatus.HOST_KEY_UNKNOWN)
+                await asyncio.sleep(HOST_KEY_RETRY_S if host_key else backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            backoff = 1.0
+            try:
+                await self._follow_online(publish)
+            except* HostUnavailable as group:
+                first = group.exceptions[0]
+                message = first.message if isinstance(first, HostUnavailable) else "lost"
+                publish(self._down(HostStatus.OFFLINE, message))
+            await self.transport.close()
+            await asyncio.sleep(1.0)
+
+    async def _follow_online(self, publish: Publish) -> None:
+        live = _Live(rows_at=self._clock())
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._follow_reports(live))
+            gpu_task = group.create_task(self._follow_gpus(live))
+            while True:
+                await asyncio.sleep(self.interval)
+                now = self._clock()
+                if live.availability is not GpuAvailability.NO_GPU and (
+                    now - live.rows_at > self.stale_after
+                ):
+                    live.availability = GpuAvailability.ERROR
+                    live.gpu_error = f"nvidia-smi has not answered for {now - live.rows_at:.0f} s"
+                    live.rows_at = now  # restart the stream, then wait a full period again
+                    gpu_task.cancel()
+                    gpu_task = group.create_task(self._follow_gpus(live))
+                publish(self._assemble(live, now))
+
+    def _assemble(self, live: _Live, now: float) -> HostSnapshot:
+        return HostSnapshot(
+            self.name,
+            HostStatus.ONLINE,
+            gpu_availability=live.availability,
+            gpu_error=live.gpu_error,
+            gpus=_samples(live.rows, live.report),
+            load=_load(live.report, live.cpu_pct),
+            updated_at=now,
+        )
+
+    async def _follow_reports(self, live: _Live) -> None:
+        parser = ReportParser()
+        previous: tuple[int, int] | None = None
+        while True:
+            async for line in self.transport.stream(follow_command(self.interval)):
+                report = parser.feed(line)
+                if report is None:
+                    continue
+                live.cpu_pct = cpu_percent(previous, report.cpu_ticks)
+                previous = report.cpu_ticks
+                live.report = report
+                if not report.have_smi:
+                    live.availability = GpuAvailability.NO_GPU
+                    live.gpu_error = "no NVIDIA GPU (nvidia-smi not found)"
+            await asyncio.sleep(self.interval)  # the loop ended (killed on the host?): restart
+
+    async def _follow_gpus(self, live: _Live) -> None:
+        argv = nvidia.gpu_query_argv(loop_ms=max(100, int(self.interval * 1000)))
+        command = shlex.join(argv) + " 2>&1"
+        while True:
+            batch: dict[int, nvidia.GpuRow] = {}
+            expected = len(live.rows)
+            noise: list[str] = []
+            rc: int | None = None
+            async for line in self.transport.stream(command):
+                if line.startswith(EXIT_MARK):
+                    rc = int(line[len(EXIT_MARK) :]) if line[len(EXIT_MARK) :].isdigit() else None
+                    break
+                try:
+                    row = nvidia.parse_gpu_line(line)
+                except nvidia.NvidiaOutputError as exc:
+                    # Xid/ECC event lines may come between rows; only lasting noise is an error.
+                    noise.append(line)
+                    if len(noise) > 20 and not batch:
+                        live.availability, live.gpu_error = GpuAvailability.ERROR, str(exc)
+                    continue
+                if row.index in batch:
+                    expected = len(batch)
+                    self._take(live, batch)
+                    batch = {}
+                batch[row.index] = row
+                if len(batch) == expected:
+                    self._take(live, batch)
+                    batch = {}
+            if batch:
+                self._take(live, batch)
+            if rc == 0 and not noise:
+                await asyncio.sleep(self.interval)  # the loop ended cleanly: start it again
+                continue
+            availability, message, _ = _gpu_verdict(True, rc, noise)
+            live.availability, live.gpu_error = availability, message
+            live.rows = []
+            live.rows_at = self._clock()
+            wait = NO_GPU_RECHECK_S if availability is GpuAvailability.NO_GPU else self.stale_after
+            await asyncio.sleep(wait)
+
+    def _take(self, live: _Live, batch: dict[int, nvidia.GpuRow]) -> None:
+        live.rows = [batch[i] for i in sorted(batch)]
+        live.rows_at = self._clock()
+        live.availability = GpuAvailability.OK
+        live.gpu_error = None
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.transport.close()

@@ -1,0 +1,225 @@
+"""The typed configuration: found with platformdirs, loaded once, passed down.
+
+Errors name the file, the line and the key, so a person can fix them at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from platformdirs import user_config_path
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CONFIG_ENV = "HIVETUI_CONFIG"
+LOCAL_HOST = "localhost"
+
+
+class ConfigError(Exception):
+    """The config file cannot be used; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class HostConfig(_Strict):
+    """One GPU host. ``name`` is an ``~/.ssh/config`` alias when ``address`` is absent."""
+
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    address: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    user: str | None = None
+    identity_file: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.@:\[\]-]+", value):
+            raise ValueError("use letters, digits and . _ - @ : only (no spaces)")
+        return value
+
+    @property
+    def is_local(self) -> bool:
+        """The local machine, read without SSH."""
+        return self.name == LOCAL_HOST and self.address is None and self.port is None
+
+
+class SshSettings(_Strict):
+    """Options for every SSH connection."""
+
+    config: str | None = None
+    known_hosts: str | None = None
+    connect_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    keepalive_interval: Annotated[float, Field(gt=0, le=300)] = 5.0
+    command_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
+
+
+class Config(_Strict):
+    """The whole config file."""
+
+    hosts: list[HostConfig] = Field(default_factory=list)
+    ssh: SshSettings = Field(default_factory=SshSettings)
+    refresh_interval: Annotated[float, Field(ge=0.2, le=60)] = 1.0
+    history_minutes: Annotated[int, Field(ge=1, le=1440)] = 10
+
+    @field_validator("hosts")
+    @classmethod
+    def _unique_names(cls, hosts: list[HostConfig]) -> list[HostConfig]:
+        seen: set[str] = set()
+        for host in hosts:
+            if host.name in seen:
+                raise ValueError(f"host name {host.name!r} appears twice")
+            seen.add(host.name)
+        return hosts
+
+    @property
+    def effective_hosts(self) -> list[HostConfig]:
+        """The hosts to show: the configured ones, or the local machine alone."""
+        return list(self.hosts) or [HostConfig(name=LOCAL_HOST)]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    config: Config
+    path: Path | None  # None: no file, built-in defaults
+
+
+def default_config_path() -> Path:
+    return user_config_path("hivetui") / "config.toml"
+
+
+def resolve_config_path(cli_path: str | None) -> tuple[Path, bool]:
+    """The path to read, and whether the user named it (so it must exist)."""
+    if cli_path:
+        return Path(cli_path).expanduser(), True
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env).expanduser(), True
+    return default_config_path(), False
+
+
+def load_config(cli_path: str | None = None) -> LoadedConfig:
+    """Find and validate the config; raise :class:`ConfigError` with a clear message."""
+    path, named = resolve_config_path(cli_path)
+    if not path.exists():
+        if named:
+            raise ConfigError(
+                f"{path}: no such config file (run `hivetui config init --config {path}` to "
+                "create one)"
+            )
+        return LoadedConfig(Config(), None)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return LoadedConfig(parse_config(text, str(path)), path)
+
+
+def parse_config(text: str, source: str) -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, text, source)) from None
+
+
+def _describe(exc: ValidationError, text: str, source: str) -> str:
+    lines = _key_lines(text)
+    messages = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = _dotted(loc)
+        line = _find_line(lines, loc)
+        where = f"{source}:{line}" if line else source
+        if err["type"] == "extra_forbidden":
+            what = f"unknown key {key!r}"
+        else:
+            what = f"{key}: {err['msg']}" if key else str(err["msg"])
+            if "input" in err and err["type"] not in ("missing",):
+                what += f" (got {err['input']!r})"
+        messages.append(f"{where}: {what}")
+    return "\n".join(messages)
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+_TABLE = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-]+)\s*\]\]?")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
+
+
+def _key_lines(text: str) -> dict[tuple[Any, ...], int]:
+    """Map each key path (as pydantic reports it) to its 1-based line number."""
+    found: dict[tuple[Any, ...], int] = {}
+    counts: dict[str, int] = {}
+    table: tuple[Any, ...] = ()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if match := _TABLE.match(line):
+            name = match.group(1)
+            if line.lstrip().startswith("[["):
+                counts[name] = counts.get(name, -1) + 1
+                table = (*name.split("."), counts[name])
+            else:
+                table = tuple(name.split("."))
+            found.setdefault(table, number)
+        elif match := _KEY.match(line):
+            found.setdefault((*table, match.group(1)), number)
+    return found
+
+
+def _find_line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+STARTER_CONFIG = """\
+# hivetui configuration. Every key is optional; see docs/configuration.md.
+# With no [[hosts]] at all, hivetui shows the local machine.
+
+# refresh_interval = 1.0   # seconds between samples
+# history_minutes = 10     # how much history the charts keep
+
+# One [[hosts]] table per GPU server. `name` is shown in the UI and, when
+# `address` is absent, looked up in your ~/.ssh/config like `ssh NAME` would.
+#
+# [[hosts]]
+# name = "gpu01"
+# address = "10.0.0.5"                 # optional
+# port = 22                            # optional
+# user = "alice"                       # optional
+# identity_file = "~/.ssh/id_ed25519"  # optional; ssh-agent keys are used too
+#
+# [[hosts]]
+# name = "gpu02"                       # an alias from ~/.ssh/config (ProxyJump works)
+
+[ssh]
+# config = "~/.ssh/config"             # OpenSSH client config to honour
+# known_hosts = "~/.ssh/known_hosts"   # unknown or changed host keys are refused
+# connect_timeout = 10.0
+# keepalive_interval = 5.0
+# command_timeout = 10.0
+"""
+
+
+def write_starter_config(path: Path, force: bool = False) -> None:
+    if path.exists() and not force:
+        raise ConfigError(f"{path} already exists (use --force to overwrite it)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(STARTER_CONFIG, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write: {exc}") from None
