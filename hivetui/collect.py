@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 
 from hivetui.backends import nvidia
+from hivetui.backends.nvml import NvmlReader
 from hivetui.backends.probe import (
     SMI_TIMEOUT_EXIT,
     ProbeReport,
@@ -138,8 +139,10 @@ class HostReader:
         interval: float = 1.0,
         command_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
+        nvml: NvmlReader | None = None,
     ) -> None:
         self.name = name
+        self.nvml = nvml
         self.transport = transport
         self.interval = interval
         self.command_timeout = command_timeout
@@ -178,6 +181,9 @@ class HostReader:
         availability, gpu_error, rows = _gpu_verdict(
             report.have_smi, report.gpu_rc, report.gpu_lines or []
         )
+        if self.nvml is not None:
+            rows = await asyncio.to_thread(self.nvml.read)
+            availability, gpu_error = GpuAvailability.OK, None
         return HostSnapshot(
             self.name,
             HostStatus.ONLINE,
@@ -219,7 +225,7 @@ class HostReader:
         live = _Live(rows_at=self._clock())
         async with asyncio.TaskGroup() as group:
             group.create_task(self._follow_reports(live))
-            gpu_task = group.create_task(self._follow_gpus(live))
+            gpu_task = group.create_task(self._gpu_source(live))
             while True:
                 await asyncio.sleep(self.interval)
                 now = self._clock()
@@ -230,7 +236,7 @@ class HostReader:
                     live.gpu_error = f"nvidia-smi has not answered for {now - live.rows_at:.0f} s"
                     live.rows_at = now  # restart the stream, then wait a full period again
                     gpu_task.cancel()
-                    gpu_task = group.create_task(self._follow_gpus(live))
+                    gpu_task = group.create_task(self._gpu_source(live))
                 publish(self._assemble(live, now))
 
     def _assemble(self, live: _Live, now: float) -> HostSnapshot:
@@ -259,6 +265,16 @@ class HostReader:
                     live.availability = GpuAvailability.NO_GPU
                     live.gpu_error = "no NVIDIA GPU (nvidia-smi not found)"
             await asyncio.sleep(self.interval)  # the loop ended (killed on the host?): restart
+
+    def _gpu_source(self, live: _Live) -> Coroutine[None, None, None]:
+        return self._poll_nvml(live) if self.nvml is not None else self._follow_gpus(live)
+
+    async def _poll_nvml(self, live: _Live) -> None:
+        assert self.nvml is not None
+        while True:
+            rows = await asyncio.to_thread(self.nvml.read)
+            self._take(live, {row.index: row for row in rows})
+            await asyncio.sleep(self.interval)
 
     async def _follow_gpus(self, live: _Live) -> None:
         argv = nvidia.gpu_query_argv(loop_ms=max(100, int(self.interval * 1000)))

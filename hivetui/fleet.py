@@ -82,7 +82,9 @@ class Fleet:
     async def start(self) -> None:
         """Follow every host concurrently; a slow host delays only itself."""
         for collector in self._collectors.values():
-            task = asyncio.create_task(collector.follow(self.record), name=f"follow:{collector.name}")
+            task = asyncio.create_task(
+                collector.follow(self.record), name=f"follow:{collector.name}"
+            )
             self._tasks.append(task)
 
     async def sweep(self, timeout: float = 10.0) -> list[HostSnapshot]:

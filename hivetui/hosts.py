@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hivetui.backends.nvml import NvmlReader
 from hivetui.backends.ssh import SshTarget, SshTransport
 from hivetui.backends.transport import LocalTransport, Transport
 from hivetui.collect import HostReader
@@ -36,6 +37,7 @@ def build_fleet(config: Config) -> Fleet:
             transport_for(host, config),
             interval=config.refresh_interval,
             command_timeout=config.ssh.command_timeout,
+            nvml=NvmlReader.open() if host.is_local else None,
         )
         for host in config.effective_hosts
     ]

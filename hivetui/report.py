@@ -83,16 +83,18 @@ def gpus_table(snapshots: Sequence[HostSnapshot]) -> str:
         for gpu in snap.gpus:
             mem = f"{_fmt(gpu.memory_used_mib)}/{_fmt(gpu.memory_total_mib)} MiB"
             users = ",".join(gpu.users) if gpu.processes else "free" if gpu.is_free else "-"
-            rows.append([
-                snap.name,
-                str(gpu.index),
-                gpu.name,
-                _fmt(gpu.utilization_pct, "%"),
-                mem,
-                _fmt(gpu.temperature_c, "C"),
-                _fmt(gpu.power_w, "W"),
-                users,
-            ])
+            rows.append(
+                [
+                    snap.name,
+                    str(gpu.index),
+                    gpu.name,
+                    _fmt(gpu.utilization_pct, "%"),
+                    mem,
+                    _fmt(gpu.temperature_c, "C"),
+                    _fmt(gpu.power_w, "W"),
+                    users,
+                ]
+            )
     return _table(rows)
 
 
@@ -100,11 +102,13 @@ def hosts_table(snapshots: Sequence[HostSnapshot]) -> str:
     rows = [["HOST", "STATUS", "GPUS", "FREE", "DETAIL"]]
     for snap in snapshots:
         detail = snap.error or snap.gpu_error or ""
-        rows.append([
-            snap.name,
-            snap.status.value,
-            str(len(snap.gpus)),
-            str(snap.free_gpus),
-            detail,
-        ])
+        rows.append(
+            [
+                snap.name,
+                snap.status.value,
+                str(len(snap.gpus)),
+                str(snap.free_gpus),
+                detail,
+            ]
+        )
     return _table(rows)

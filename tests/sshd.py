@@ -6,6 +6,7 @@ state file; the client has one key and a known_hosts file listing every host.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -109,24 +110,26 @@ class SshdHost:
         ]
         config = self.root / "sshd_config"
         config.write_text(
-            "\n".join([
-                f"Port {self.port}",
-                "ListenAddress 127.0.0.1",
-                f"HostKey {self.host_key}",
-                f"PidFile {self.root / 'sshd.pid'}",
-                f"AuthorizedKeysFile {self.authorized_keys}",
-                "PasswordAuthentication no",
-                "KbdInteractiveAuthentication no",
-                "PubkeyAuthentication yes",
-                "StrictModes no",
-                "UsePAM no",
-                "PermitRootLogin prohibit-password",
-                "MaxStartups 500",
-                "MaxSessions 100",
-                "LogLevel ERROR",
-                f"SetEnv PATH={':'.join(path_dirs)} FAKE_NVIDIA_SMI_STATE={self.state_file}",
-                "",
-            ])
+            "\n".join(
+                [
+                    f"Port {self.port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {self.host_key}",
+                    f"PidFile {self.root / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {self.authorized_keys}",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "PubkeyAuthentication yes",
+                    "StrictModes no",
+                    "UsePAM no",
+                    "PermitRootLogin prohibit-password",
+                    "MaxStartups 500",
+                    "MaxSessions 100",
+                    "LogLevel ERROR",
+                    f"SetEnv PATH={':'.join(path_dirs)} FAKE_NVIDIA_SMI_STATE={self.state_file}",
+                    "",
+                ]
+            )
         )
         return config
 
@@ -140,7 +143,9 @@ class SshdHost:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"sshd for {self.name} exited: {(self.root / 'sshd.log').read_text()}")
+                raise RuntimeError(
+                    f"sshd for {self.name} exited: {(self.root / 'sshd.log').read_text()}"
+                )
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                     if sock.recv(4).startswith(b"SSH-"):
@@ -159,10 +164,8 @@ class SshdHost:
             return
         victims = _descendants(self.proc.pid) | {self.proc.pid}
         for pid in victims:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.proc.wait()
         self.proc = None
         self._kill_sessions()
@@ -178,10 +181,8 @@ class SshdHost:
             except OSError:
                 continue
             if marker in environ.split(b"\0"):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(proc_dir.name), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
     def restart(self) -> None:
         self.stop()
@@ -191,6 +192,8 @@ class SshdHost:
 @dataclass
 class TestFleet:
     """A client key, a known_hosts file and any number of sshd hosts."""
+
+    __test__ = False  # a helper, not a test class
 
     root: Path
     hosts: dict[str, SshdHost] = field(default_factory=dict)
@@ -207,10 +210,18 @@ class TestFleet:
         self.ssh_config = self.root / "ssh_config"
         self.ssh_config.write_text("")
 
-    def add(self, name: str, state: str = "h100_load", *, known: bool = True,
-            with_nvidia_smi: bool = True, start: bool = True) -> SshdHost:
-        host = SshdHost(name, self.root / name, self.authorized_keys,
-                        with_nvidia_smi=with_nvidia_smi)
+    def add(
+        self,
+        name: str,
+        state: str | dict[str, Any] = "h100_load",
+        *,
+        known: bool = True,
+        with_nvidia_smi: bool = True,
+        start: bool = True,
+    ) -> SshdHost:
+        host = SshdHost(
+            name, self.root / name, self.authorized_keys, with_nvidia_smi=with_nvidia_smi
+        )
         host.set_state(state)
         self.hosts[name] = host
         if start:

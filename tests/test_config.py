@@ -117,7 +117,8 @@ def test_starter_config_is_valid_and_not_overwritten(tmp_path: Path) -> None:
         write_starter_config(path)
     # Every commented-out example in the starter is itself valid once uncommented.
     uncommented = "\n".join(
-        line.removeprefix("# ") if line.startswith("# ") and "=" in line or line.startswith("# [")
+        line.removeprefix("# ")
+        if line.startswith("# ") and "=" in line or line.startswith("# [")
         else line
         for line in STARTER_CONFIG.splitlines()
     )

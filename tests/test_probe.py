@@ -57,7 +57,11 @@ def test_cpu_percent() -> None:
 
 def test_sweep_script_runs_in_a_real_shell_without_nvidia_smi() -> None:
     result = subprocess.run(
-        sweep_command(), shell=True, capture_output=True, text=True, check=True,
+        sweep_command(),
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=True,
         env={"PATH": "/usr/bin:/bin"},
     )
     (report,) = parse_reports(result.stdout.splitlines())

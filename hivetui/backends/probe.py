@@ -31,7 +31,8 @@ _REPORT_BODY = f"""\
 if [ -n "$have_smi" ]; then
   apps=$({_APPS} 2>&1); rc=$?
   echo @apps; printf '%s\\n' "$apps"; echo "@rc $rc"
-  pids=$(printf '%s\\n' "$apps" | awk -F', ' 'NF>=4 && $2 ~ /^[0-9]+$/ {{printf "%s%s", s, $2; s=","}}')
+  pids=$(printf '%s\\n' "$apps" |
+    awk -F', ' 'NF>=4 && $2 ~ /^[0-9]+$/ {{printf "%s%s", s, $2; s=","}}')
   echo @ps
   [ -n "$pids" ] && ps -ww -o pid= -o user:64= -o args= -p "$pids"
 else

@@ -141,7 +141,9 @@ class SshTransport:
     async def run(self, command: str, timeout: float) -> CommandResult:
         conn = await self._require()
         try:
-            result = await asyncio.wait_for(conn.run(command, check=False), timeout)
+            result = await asyncio.wait_for(
+                conn.run(command, check=False, errors="replace"), timeout
+            )
         except TimeoutError:
             raise CommandTimeout(f"no answer in {timeout:g} s") from None
         except (asyncssh.Error, OSError) as exc:
@@ -152,7 +154,9 @@ class SshTransport:
     async def stream(self, command: str) -> AsyncIterator[str]:
         conn = await self._require()
         try:
-            process = await conn.create_process(command, stderr=asyncssh.STDOUT)
+            process = await conn.create_process(
+                command, stderr=asyncssh.STDOUT, errors="replace"
+            )
         except (asyncssh.Error, OSError) as exc:
             await self._drop()
             raise HostUnavailable(HostStatus.OFFLINE, _cause(exc)) from None

@@ -1,0 +1,93 @@
+"""The Textual app: screens, global keys and the command palette, around an injected fleet."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any, ClassVar
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from hivetui.fleet import Fleet
+from hivetui.screens.context import ScreenContext
+from hivetui.screens.dashboard import DashboardScreen
+from hivetui.screens.help import HelpScreen, key_help
+from hivetui.screens.host_detail import HostDetailScreen
+
+
+class HiveApp(App[None]):
+    """Live GPU state of the fleet. Build it with :func:`make_app`."""
+
+    CSS_PATH = "app.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+    ]
+
+    def __init__(self, ctx: ScreenContext, *, title: str, start_fleet: bool) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.fleet = ctx.fleet
+        self.title = title
+        self._start_fleet = start_fleet
+        self._fleet_started = False
+
+    async def on_mount(self) -> None:
+        # Pushed rather than returned from get_default_screen: only pushed screens load their CSS_PATH.
+        await self.push_screen(DashboardScreen(self.ctx))
+        if self._start_fleet:
+            await self.fleet.start()  # only spawns the collector tasks; never blocks
+            self._fleet_started = True
+
+    async def on_unmount(self) -> None:
+        if self._fleet_started:
+            await self.fleet.stop()
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss()
+            return
+        self.push_screen(HelpScreen(key_help(self.screen)))
+
+    def action_dashboard(self) -> None:
+        while len(self.screen_stack) > 2:  # [blank default screen, dashboard, ...]
+            self.pop_screen()
+
+    def open_host(self, host: str, gpu_index: int | None = None) -> None:
+        """Show the detail screen of ``host`` over the dashboard."""
+        self.action_dashboard()
+        self.push_screen(HostDetailScreen(self.ctx, host, gpu_index))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Dashboard", "All hosts and GPUs", self.action_dashboard)
+        yield SystemCommand("Help: keys", "Every key of this screen", self.action_help)
+        if isinstance(screen, DashboardScreen):
+            yield SystemCommand("Filter", "Filter rows by host, GPU or user", screen.action_filter)
+        for host in self.fleet.host_names:
+            yield SystemCommand(
+                f"Host: {host}",
+                f"GPU charts and processes of {host}",
+                partial(self.open_host, host),
+                discover=False,
+            )
+
+
+def make_app(
+    fleet: Fleet,
+    *,
+    title: str = "hivetui",
+    start_fleet: bool = True,
+    show_clock: bool = True,
+    clock: Callable[[], float] = time.time,
+) -> HiveApp:
+    """The one way to build the app, shared by the CLI and the tests.
+
+    ``start_fleet=False`` leaves the collectors alone, for tests that fill the
+    fleet with ``fleet.record``; ``show_clock`` and ``clock`` pin time for snapshots.
+    """
+    ctx = ScreenContext(fleet=fleet, clock=clock, show_clock=show_clock)
+    return HiveApp(ctx, title=title, start_fleet=start_fleet)

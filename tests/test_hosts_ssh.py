@@ -1,0 +1,241 @@
+"""The fleet against real OpenSSH sshd hosts on loopback, faults included."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from hivetui.config import parse_config
+from hivetui.fleet import Fleet
+from hivetui.hosts import build_fleet
+from hivetui.model import GpuAvailability, HostSnapshot, HostStatus
+from tests.sshd import TestFleet, load_state
+
+
+def fleet_for(rig: TestFleet, names: list[str] | None = None, **extra: object) -> Fleet:
+    return build_fleet(parse_config(rig.config_toml(names, **extra), "test.toml"))
+
+
+async def wait_for(
+    fleet: Fleet, host: str, predicate: Callable[[HostSnapshot], bool], timeout: float = 15.0
+) -> HostSnapshot:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        snap = fleet.snapshot(host)
+        if predicate(snap):
+            return snap
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{host} never matched; last: {fleet.snapshot(host)}")
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A real process whose PID the fake nvidia-smi reports as a GPU user."""
+    proc = subprocess.Popen(["sleep", "300"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+async def test_sweep_reads_gpus_processes_and_load(
+    ssh_fleet: TestFleet, sleeper: subprocess.Popen[bytes]
+) -> None:
+    state = load_state("h100_load")
+    state["apps"][0]["pid"] = sleeper.pid
+    ssh_fleet.add("gpu01", state)
+    ssh_fleet.add("gpu02", "h200x8")
+    fleet = fleet_for(ssh_fleet)
+    try:
+        one, two = await fleet.sweep(10)
+    finally:
+        await fleet.stop()
+    assert one.status is HostStatus.ONLINE and one.error is None
+    assert one.gpu_availability is GpuAvailability.OK
+    gpu = one.gpus[0]
+    assert gpu.name == "NVIDIA H100 80GB HBM3"
+    assert gpu.memory_total_mib == float(state["gpus"][0]["memory.total"])
+    assert gpu.utilization_pct == float(state["gpus"][0]["utilization.gpu"])
+    owned = [p for p in gpu.processes if p.pid == sleeper.pid]
+    assert owned and owned[0].user == "root" and owned[0].command == "sleep 300"
+    # A PID that no longer exists on the host keeps nvidia-smi's name and no owner.
+    ghosts = [p for p in gpu.processes if p.pid != sleeper.pid]
+    assert all(p.user is None for p in ghosts)
+    assert len(two.gpus) == 8 and two.gpus[7].index == 7
+    assert one.load is not None and one.load.mem_total_mib > 0
+
+
+async def test_host_down_at_start_is_offline(ssh_fleet: TestFleet) -> None:
+    ssh_fleet.add("up")
+    ssh_fleet.add("down", start=False)
+    fleet = fleet_for(ssh_fleet)
+    try:
+        up, down = await fleet.sweep(5)
+    finally:
+        await fleet.stop()
+    assert up.status is HostStatus.ONLINE
+    assert down.status is HostStatus.OFFLINE
+    assert down.error == "connection refused"
+
+
+async def test_killed_host_goes_offline_and_comes_back(ssh_fleet: TestFleet) -> None:
+    host = ssh_fleet.add("gpu01")
+    ssh_fleet.add("gpu02")
+    fleet = fleet_for(ssh_fleet)
+    await fleet.start()
+    try:
+        await wait_for(fleet, "gpu01", lambda s: bool(s.gpus))
+        host.stop()
+        down = await wait_for(fleet, "gpu01", lambda s: s.status is HostStatus.OFFLINE)
+        assert down.error
+        # The other host kept updating meanwhile.
+        before = fleet.snapshot("gpu02").updated_at
+        await wait_for(fleet, "gpu02", lambda s: s.updated_at > before and bool(s.gpus))
+        host.start()
+        back = await wait_for(
+            fleet, "gpu01", lambda s: s.status is HostStatus.ONLINE and bool(s.gpus)
+        )
+        assert back.gpus[0].name == "NVIDIA H100 80GB HBM3"
+    finally:
+        await fleet.stop()
+
+
+async def test_wrong_key_is_auth_failed(ssh_fleet: TestFleet, tmp_path: Path) -> None:
+    ssh_fleet.add("gpu01")
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    text = ssh_fleet.config_toml().replace(str(ssh_fleet.client_key), str(other))
+    fleet = build_fleet(parse_config(text, "t.toml"))
+    try:
+        (snap,) = await fleet.sweep(5)
+    finally:
+        await fleet.stop()
+    assert snap.status is HostStatus.AUTH_FAILED
+    assert snap.error and "authentication failed" in snap.error
+
+
+async def test_unknown_host_key_is_refused_with_fingerprint(ssh_fleet: TestFleet) -> None:
+    host = ssh_fleet.add("gpu01", known=False)
+    fleet = fleet_for(ssh_fleet)
+    try:
+        (snap,) = await fleet.sweep(5)
+    finally:
+        await fleet.stop()
+    assert snap.status is HostStatus.HOST_KEY_UNKNOWN
+    fingerprint = subprocess.run(
+        ["ssh-keygen", "-lf", f"{host.host_key}.pub"], capture_output=True, text=True, check=True
+    ).stdout.split()[1]
+    assert snap.error and fingerprint in snap.error and "refused" in snap.error
+    assert not snap.gpus
+
+
+async def test_changed_host_key_is_refused(ssh_fleet: TestFleet) -> None:
+    host = ssh_fleet.add("gpu01")
+    host.stop()
+    host.regenerate_host_key()  # known_hosts still holds the old key
+    host.start()
+    fleet = fleet_for(ssh_fleet)
+    try:
+        (snap,) = await fleet.sweep(5)
+    finally:
+        await fleet.stop()
+    assert snap.status is HostStatus.HOST_KEY_CHANGED
+    assert snap.error and "HOST KEY CHANGED" in snap.error and "ssh-keygen" in snap.error
+
+
+async def test_host_without_nvidia_smi_says_no_gpu(ssh_fleet: TestFleet) -> None:
+    ssh_fleet.add("cpu01", with_nvidia_smi=False)
+    fleet = fleet_for(ssh_fleet)
+    try:
+        (snap,) = await fleet.sweep(5)
+        await fleet.start()
+        followed = await wait_for(
+            fleet, "cpu01", lambda s: s.load is not None and s.load.cpu_pct is not None
+        )
+    finally:
+        await fleet.stop()
+    for seen in (snap, followed):
+        assert seen.status is HostStatus.ONLINE
+        assert seen.gpu_availability is GpuAvailability.NO_GPU
+        assert seen.error is None
+        assert seen.load is not None and seen.load.mem_total_mib > 0
+
+
+@pytest.mark.parametrize(
+    ("state", "availability", "words"),
+    [
+        ("no_devices", GpuAvailability.NO_GPU, "No devices were found"),
+        ("driver_not_loaded", GpuAvailability.NO_GPU, "couldn't communicate"),
+        ("garbage", GpuAvailability.ERROR, "unexpected nvidia-smi output"),
+    ],
+)
+async def test_driver_faults_stay_on_their_host(
+    ssh_fleet: TestFleet, state: str, availability: GpuAvailability, words: str
+) -> None:
+    ssh_fleet.add("bad", state)
+    ssh_fleet.add("good")
+    fleet = fleet_for(ssh_fleet)
+    try:
+        bad, good = await fleet.sweep(5)
+    finally:
+        await fleet.stop()
+    assert bad.status is HostStatus.ONLINE
+    assert bad.gpu_availability is availability
+    assert bad.gpu_error and words in bad.gpu_error
+    assert good.gpu_availability is GpuAvailability.OK and good.gpus
+
+
+async def test_hanging_nvidia_smi_times_out_alone(ssh_fleet: TestFleet) -> None:
+    ssh_fleet.add("stuck", "hang")
+    ssh_fleet.add("good")
+    fleet = fleet_for(ssh_fleet)
+    started = time.monotonic()
+    try:
+        stuck, good = await fleet.sweep(3)
+    finally:
+        await fleet.stop()
+    assert time.monotonic() - started < 6
+    assert stuck.status is HostStatus.ONLINE
+    assert stuck.gpu_availability is GpuAvailability.ERROR
+    assert stuck.gpu_error and "did not answer" in stuck.gpu_error
+    assert good.gpus
+
+
+async def test_followed_host_that_starts_hanging_is_marked(ssh_fleet: TestFleet) -> None:
+    host = ssh_fleet.add("gpu01")
+    ssh_fleet.add("gpu02")
+    fleet = fleet_for(ssh_fleet)
+    await fleet.start()
+    try:
+        await wait_for(fleet, "gpu01", lambda s: bool(s.gpus))
+        host.set_state("hang")
+        stuck = await wait_for(
+            fleet, "gpu01", lambda s: s.gpu_availability is GpuAvailability.ERROR, timeout=20
+        )
+        assert stuck.gpu_error and "not answered" in stuck.gpu_error
+        assert fleet.snapshot("gpu02").gpu_availability is GpuAvailability.OK
+        host.set_state("h100_load")
+        await wait_for(fleet, "gpu01", lambda s: s.gpu_availability is GpuAvailability.OK, 20)
+    finally:
+        await fleet.stop()
+
+
+async def test_live_changes_reach_the_fleet_and_history(ssh_fleet: TestFleet) -> None:
+    host = ssh_fleet.add("gpu01")
+    fleet = fleet_for(ssh_fleet)
+    await fleet.start()
+    try:
+        await wait_for(fleet, "gpu01", lambda s: bool(s.gpus))
+        state = load_state("h100_load")
+        state["gpus"][0]["utilization.gpu"] = "7"
+        host.set_state(state)
+        await wait_for(fleet, "gpu01", lambda s: bool(s.gpus) and s.gpus[0].utilization_pct == 7)
+        history = fleet.history("gpu01", 0)
+        assert history is not None and len(history) >= 2
+        assert history.utilization[-1] == 7
+    finally:
+        await fleet.stop()
