@@ -36,7 +36,7 @@ class HiveApp(App[None]):
         self._fleet_started = False
 
     async def on_mount(self) -> None:
-        # Pushed rather than returned from get_default_screen: only pushed screens load their CSS_PATH.
+        # Pushed, not returned by get_default_screen: only pushed screens load CSS_PATH.
         await self.push_screen(DashboardScreen(self.ctx))
         if self._start_fleet:
             await self.fleet.start()  # only spawns the collector tasks; never blocks

@@ -260,6 +260,8 @@ class HostReader:
                     continue
                 live.cpu_pct = cpu_percent(previous, report.cpu_ticks)
                 previous = report.cpu_ticks
+                if report.owners_unchanged and live.report is not None:
+                    report.owners = live.report.owners  # the script skipped ps: same PIDs
                 live.report = report
                 if not report.have_smi:
                     live.availability = GpuAvailability.NO_GPU

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,10 +13,16 @@ from tests.sshd import TestFleet
 
 
 @pytest.fixture
-def ssh_fleet(tmp_path: Path) -> Iterator[TestFleet]:
-    """A client key and known_hosts; tests add the sshd hosts they need."""
-    fleet = TestFleet(tmp_path / "ssh")
+def ssh_fleet() -> Iterator[TestFleet]:
+    """A client key and known_hosts; tests add the sshd hosts they need.
+
+    Its folder is outside pytest's private tmp dir: the hosts' login account
+    (see ``login_user``) must read its state files.
+    """
+    root = Path(tempfile.mkdtemp(prefix="hivetui-rig-"))
+    fleet = TestFleet(root)
     try:
         yield fleet
     finally:
         fleet.stop_all()
+        shutil.rmtree(root, ignore_errors=True)

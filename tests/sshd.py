@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -22,6 +23,31 @@ ROOT = Path(__file__).resolve().parent
 FAKE_BIN = ROOT / "fake_nvidia_smi"
 STATES = FAKE_BIN / "states"
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+TEST_USER = "hivetest"
+
+
+def login_user() -> str:
+    """The account the test hosts are reached as.
+
+    As root, a dedicated account whose login shell is ``/bin/sh``: sshd runs
+    every command through the login shell, and root's interactive setup here
+    (a ``.bashrc`` that starts pyenv) would add ~80 ms to each command and
+    swamp what the tests and benchmarks measure. Otherwise: the current user.
+    """
+    if os.geteuid() != 0:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    try:
+        pwd.getpwnam(TEST_USER)
+    except KeyError:
+        subprocess.run(
+            # "*": no password, but not a locked account (sshd refuses those).
+            ["useradd", "--create-home", "--shell", "/bin/sh", "--password", "*", TEST_USER],
+            check=True,
+            capture_output=True,
+        )
+    return TEST_USER
 
 
 def free_port() -> int:
@@ -71,11 +97,14 @@ class SshdHost:
     root: Path
     authorized_keys: Path
     with_nvidia_smi: bool = True
+    bin_dir: Path = FAKE_BIN  # where this host's nvidia-smi lives
+    cpus: set[int] | None = None  # pin sshd and its sessions to these CPUs (benchmarks)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)
         self.host_key = self.root / "ssh_host_ed25519_key"
         if not self.host_key.exists():
             keygen(self.host_key)
@@ -103,7 +132,7 @@ class SshdHost:
         keygen(self.host_key)
 
     def _write_config(self) -> Path:
-        path_dirs = ([str(FAKE_BIN)] if self.with_nvidia_smi else []) + [
+        path_dirs = ([str(self.bin_dir)] if self.with_nvidia_smi else []) + [
             "/usr/local/bin",
             "/usr/bin",
             "/bin",
@@ -137,8 +166,18 @@ class SshdHost:
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
         config = self._write_config()
         log = (self.root / "sshd.log").open("ab")
+        cpus = self.cpus
+
+        def pin() -> None:
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+
         self.proc = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=log, start_new_session=True
+            [SSHD, "-D", "-e", "-f", str(config)],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            preexec_fn=pin,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -200,6 +239,8 @@ class TestFleet:
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)  # the test account reads its host's state file
+        self.user = login_user()
         self.client_key = self.root / "id_ed25519"
         if not self.client_key.exists():
             keygen(self.client_key)
@@ -218,9 +259,16 @@ class TestFleet:
         known: bool = True,
         with_nvidia_smi: bool = True,
         start: bool = True,
+        bin_dir: Path = FAKE_BIN,
+        cpus: set[int] | None = None,
     ) -> SshdHost:
         host = SshdHost(
-            name, self.root / name, self.authorized_keys, with_nvidia_smi=with_nvidia_smi
+            name,
+            self.root / name,
+            self.authorized_keys,
+            with_nvidia_smi=with_nvidia_smi,
+            bin_dir=bin_dir,
+            cpus=cpus,
         )
         host.set_state(state)
         self.hosts[name] = host
@@ -231,17 +279,26 @@ class TestFleet:
                 fh.write(host.known_hosts_line())
         return host
 
-    def config_toml(self, names: list[str] | None = None, **extra: Any) -> str:
+    def config_toml(
+        self,
+        names: list[str] | None = None,
+        aliases: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> str:
+        """A hivetui config for these hosts; ``aliases`` maps more names to one host."""
         lines = []
         for key, value in extra.items():
             lines.append(f"{key} = {json.dumps(value)}")
-        for name in names if names is not None else list(self.hosts):
-            host = self.hosts[name]
+        entries = [(name, name) for name in (names if names is not None else list(self.hosts))]
+        entries += list((aliases or {}).items())
+        for name, target in entries:
+            host = self.hosts[target]
             lines += [
                 "[[hosts]]",
                 f'name = "{name}"',
                 'address = "127.0.0.1"',
                 f"port = {host.port}",
+                f'user = "{self.user}"',
                 f'identity_file = "{self.client_key}"',
             ]
         lines += [

@@ -398,7 +398,7 @@ def test_golden_cases_cover_every_query_fixture() -> None:
         "q10_fan_desktop.txt",  # another machine; one value
         "q13_power_draw_3gpus.txt",  # same host as Q13, other moment
         "q16_gb10_memory_na.txt",  # --format not shown
-        "p02_rtx4080super_apps_csv.txt",  # parser test only
+        "p02_rtx4080super_apps_csv.txt",  # GPU fields of that capture not in the samples
         "p09_windows_insufficient_permissions.txt",  # command elided in the source
         "e1_driver_not_loaded_plain.txt",  # source block ends before the empty line
         "e6_invalid_field.txt",  # see test_unknown_field
@@ -685,6 +685,16 @@ def test_loop_in_seconds(args: list[str], stream: StartStream) -> None:
     )
     assert running.read_lines(1) == [b"0"]
     assert running.quiet_for(0.6)  # the next iteration is at least a second away
+
+
+def test_loop_without_interval_repeats_every_five_seconds(stream: StartStream) -> None:
+    running = stream(
+        ["-l", "--query-gpu=index", "--format=csv,noheader"], STATES / "h100_load.json"
+    )
+    assert running.read_lines(1) == [b"0"]
+    first = time.monotonic()
+    assert running.read_lines(2, timeout=8) == [b"0", b"0"]
+    assert 4.5 <= time.monotonic() - first <= 6.5
 
 
 def test_loop_follows_state_changes_then_goes_silent_on_hang(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 from hivetui.backends.probe import (
     Owner,
     ReportParser,
     cpu_percent,
+    follow_command,
     parse_reports,
     sweep_command,
 )
@@ -47,6 +49,36 @@ def test_parser_returns_one_report_per_end_marker() -> None:
     assert first is not None and not first.have_smi
     second = parser.feed("@end")
     assert second is not None and second.have_smi
+
+
+def test_unchanged_pids_skip_ps() -> None:
+    (report,) = parse_reports(["@apps", "GPU-a, 5, 10, x", "@rc 0", "@ps same", "@end"])
+    assert report.owners_unchanged and report.owners == {}
+    assert report.app_lines == ["GPU-a, 5, 10, x"]
+
+
+def test_follow_script_runs_ps_only_when_pids_change(tmp_path: Path) -> None:
+    """Three reports from the real loop: ps runs for the first only."""
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'GPU-a, 1, 100, init'\n")
+    fake.chmod(0o755)
+    proc = subprocess.Popen(
+        follow_command(0.05), shell=True, stdout=subprocess.PIPE, text=True,
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+    )
+    assert proc.stdout is not None
+    parser, reports = ReportParser(), []
+    for line in proc.stdout:
+        if (report := parser.feed(line.rstrip("\n"))) is not None:
+            reports.append(report)
+            if len(reports) == 3:
+                break
+    proc.kill()
+    proc.wait()
+    first, second, third = reports
+    assert not first.owners_unchanged and first.owners[1].user == "root"
+    assert second.owners_unchanged and third.owners_unchanged
+    assert third.app_lines == ["GPU-a, 1, 100, init"]
 
 
 def test_cpu_percent() -> None:

@@ -25,16 +25,28 @@ SMI_TIMEOUT_EXIT = 124
 _APPS = shlex.join(["smi", *apps_query_argv()[1:]])
 _GPUS = shlex.join(["smi", *gpu_query_argv()[1:]])
 
-# Compute apps, then the owners and command lines of their PIDs, then CPU,
-# load and memory from /proc using shell builtins only.
-_REPORT_BODY = f"""\
+# Compute apps, then the owners and command lines of their PIDs (``ps`` only
+# when the set of PIDs changed since the last report: ``@ps same`` otherwise),
+# then CPU, load and memory from /proc. Everything but nvidia-smi and ps is a
+# shell builtin, so a report costs the host little.
+_REPORT_BODY = """\
 if [ -n "$have_smi" ]; then
-  apps=$({_APPS} 2>&1); rc=$?
+  apps=$(@APPS@ 2>&1); rc=$?
   echo @apps; printf '%s\\n' "$apps"; echo "@rc $rc"
-  pids=$(printf '%s\\n' "$apps" |
-    awk -F', ' 'NF>=4 && $2 ~ /^[0-9]+$/ {{printf "%s%s", s, $2; s=","}}')
-  echo @ps
-  [ -n "$pids" ] && ps -ww -o pid= -o user:64= -o args= -p "$pids"
+  pids=""
+  while IFS=, read -r uuid pid rest; do
+    pid=${pid# }
+    case "$pid" in ""|*[!0-9]*) ;; *) pids="$pids${pids:+,}$pid" ;; esac
+  done <<EOF_APPS
+$apps
+EOF_APPS
+  if [ -n "$pids" ] && [ "$pids" = "$last_pids" ]; then
+    echo "@ps same"
+  else
+    echo @ps
+    [ -n "$pids" ] && ps -ww -o pid= -o user:64= -o args= -p "$pids"
+    last_pids=$pids
+  fi
 else
   echo @nosmi
 fi
@@ -45,17 +57,12 @@ while read -r key value unit; do
   case "$key" in MemTotal:|MemAvailable:) echo "$key $value";; esac
 done < /proc/meminfo
 echo @end
-"""
+""".replace("@APPS@", _APPS)
 
 _HAVE_SMI = "command -v nvidia-smi >/dev/null 2>&1 && have_smi=1\n" + _SMI % 8
 
-FOLLOW_SCRIPT = (
-    _HAVE_SMI.replace("{", "{{").replace("}", "}}")
-    + "while :; do\n"
-    + _REPORT_BODY.replace("{", "{{").replace("}", "}}")
-    + "sleep {interval}\ndone\n"
-)
-"""Reports forever, one every ``interval`` seconds (format with ``interval=``)."""
+FOLLOW_SCRIPT = _HAVE_SMI + "while :; do\n" + _REPORT_BODY + "sleep @INTERVAL@\ndone\n"
+"""Reports forever, one every ``@INTERVAL@`` seconds."""
 
 SWEEP_SCRIPT = (
     _HAVE_SMI
@@ -66,7 +73,7 @@ SWEEP_SCRIPT = (
 
 
 def follow_command(interval: float) -> str:
-    return "sh -c " + shlex.quote(FOLLOW_SCRIPT.format(interval=f"{interval:g}"))
+    return "sh -c " + shlex.quote(FOLLOW_SCRIPT.replace("@INTERVAL@", f"{interval:g}"))
 
 
 def sweep_command() -> str:
@@ -89,6 +96,7 @@ class ProbeReport:
     app_lines: list[str] = field(default_factory=list)
     app_rc: int | None = None
     owners: dict[int, Owner] = field(default_factory=dict)
+    owners_unchanged: bool = False  # "@ps same": the PIDs are those of the last report
     cpu_ticks: tuple[int, int] | None = None  # (busy, total) since boot
     load1: float | None = None
     mem_total_kib: int | None = None
@@ -156,6 +164,9 @@ class ReportParser:
         elif tag == "gpus":
             report.gpu_lines = []
             self._section = tag
+        elif tag == "ps":
+            report.owners_unchanged = rest.strip() == "same"
+            self._section = "" if report.owners_unchanged else "ps"
         elif tag == "nosmi":
             report.have_smi = False
         elif tag == "end":

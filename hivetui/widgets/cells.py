@@ -1,0 +1,106 @@
+"""Plain, styled cell values and the small formatters that make them.
+
+A :class:`Cell` is a frozen tuple of ``(text, style)`` parts: cheap to build
+and to compare, so tables update only the cells whose value changed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from rich.text import Text
+
+DASH = "–"  # shown wherever the driver or the host could not say
+
+_VENDOR_WORDS = frozenset({"NVIDIA", "GeForce", "Tesla", "Quadro"})
+_MEMORY_KIND = re.compile(r"^(HBM\w*|GDDR\w*)$", re.IGNORECASE)
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One table cell: text in styled parts, e.g. a coloured bar and a number."""
+
+    parts: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, text: str, style: str = "") -> Cell:
+        return cls(((text, style),))
+
+    @property
+    def plain(self) -> str:
+        return "".join(text for text, _ in self.parts)
+
+    def to_text(self) -> Text:
+        return Text.assemble(*self.parts, no_wrap=True, overflow="ellipsis")
+
+
+EMPTY = Cell()
+
+
+def fit(text: str, width: int) -> str:
+    """Cut ``text`` to ``width`` cells, marking the cut with an ellipsis."""
+    if len(text) <= width:
+        return text
+    return text[: max(width - 1, 0)] + "…"
+
+
+def is_number(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def number(value: float | None, fmt: str, suffix: str = "") -> str:
+    """``value`` formatted, or a dash where it is unknown."""
+    if value is None or not math.isfinite(value):
+        return DASH
+    return f"{value:{fmt}}{suffix}"
+
+
+def level_style(pct: float | None) -> str:
+    """Colour for a load level: calm, warm, hot."""
+    if pct is None or not math.isfinite(pct):
+        return "dim"
+    if pct < 30:
+        return "green"
+    if pct < 75:
+        return "yellow"
+    return "red"
+
+
+def bar(pct: float | None, width: int) -> tuple[tuple[str, str], ...]:
+    """A horizontal bar of ``width`` cells, filled to ``pct`` percent in eighths."""
+    if width <= 0:
+        return ()
+    if pct is None or not math.isfinite(pct):
+        return (("·" * width, "dim"),)
+    pct = max(0.0, min(pct, 100.0))
+    return _bar(round(pct / 100.0 * width * 8), width, level_style(pct))
+
+
+@lru_cache(maxsize=4096)
+def _bar(eighths: int, width: int, style: str) -> tuple[tuple[str, str], ...]:
+    # Cached: a big fleet draws thousands of bars a second from a few hundred shapes.
+    full, part = divmod(eighths, 8)
+    filled = "█" * full + (_EIGHTHS[part] if part else "")
+    return ((filled, style), ("░" * (width - len(filled)), "dim"))
+
+
+def gib(mib: float) -> float:
+    return mib / 1024.0
+
+
+def memory_text(used_mib: float | None, total_mib: float | None, decimals: int) -> str:
+    """``used/totalG`` in GiB, dashes for unknowns."""
+    used = DASH if used_mib is None else f"{gib(used_mib):.{decimals}f}"
+    total = DASH if total_mib is None else f"{gib(total_mib):.0f}"
+    return f"{used}/{total}G"
+
+
+def short_gpu_name(name: str, width: int = 14) -> str:
+    """``NVIDIA H100 80GB HBM3`` -> ``H100 80GB``: drop brand and memory-kind words."""
+    words = [w for w in name.split() if w not in _VENDOR_WORDS and not _MEMORY_KIND.match(w)]
+    short = " ".join(words) or name.strip() or "GPU"
+    return fit(short, width)

@@ -1,0 +1,253 @@
+"""Rows of the fleet table, built from host snapshots: one per host, one per GPU.
+
+Pure functions and values only, so the dashboard can rebuild rows for the
+hosts that changed and the table can update only the cells that differ.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from hivetui.model import GpuAvailability, GpuSample, HostSnapshot, HostStatus
+from hivetui.widgets.cells import (
+    DASH,
+    EMPTY,
+    Cell,
+    bar,
+    fit,
+    memory_text,
+    number,
+    short_gpu_name,
+)
+
+log = logging.getLogger(__name__)
+
+_PAD = 2  # DataTable puts one blank cell on each side of every column
+_NAME_MAX = 24
+_STATE_MIN = 28  # enough for "offline: connection refused"
+_STATE_MAX = 44
+_UTIL_MIN, _UTIL_MAX = 14, 36
+_MEM_TEXT = 10  # "140.2/141G"
+_MEM_BAR_MIN, _MEM_BAR_MAX = 4, 20
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnSpec:
+    """One column of the fleet table: its key, header label and width in cells."""
+
+    key: str
+    label: str
+    width: int
+
+
+@dataclass(frozen=True, slots=True)
+class TableLayout:
+    """Which columns fit, how wide, and how long the bars inside them are."""
+
+    columns: tuple[ColumnSpec, ...]
+    util_bar: int
+    mem_bar: int
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(column.key for column in self.columns)
+
+
+@dataclass(frozen=True, slots=True)
+class TableRow:
+    """A host row (``gpu_index`` None) or a GPU row, with one cell per layout column."""
+
+    key: str
+    host: str
+    gpu_index: int | None
+    cells: tuple[Cell, ...]
+
+
+# Optional columns, most important first: (key, label, width).
+_OPTIONAL = (
+    ("mem", "Memory", None),
+    ("temp", "Temp", 5),
+    ("power", "Power", 5),
+    ("procs", "Procs", 5),
+)
+
+
+def gpu_row_key(host: str, index: int) -> str:
+    return f"{host}/{index}"
+
+
+def gpu_label(gpu: GpuSample) -> str:
+    return f"  {gpu.index} {short_gpu_name(gpu.name)}"
+
+
+def host_state(snap: HostSnapshot) -> Cell:
+    """What the host's connection and driver say, coloured by how bad it is."""
+    status, error = snap.status, snap.error
+    if status is HostStatus.ONLINE:
+        avail = snap.gpu_availability
+        if avail is GpuAvailability.NO_GPU:
+            return Cell((("online", "green"), (" · no NVIDIA GPU", "yellow")))
+        if avail is GpuAvailability.ERROR:
+            return Cell((("online", "green"), (f" · GPU error: {snap.gpu_error or '?'}", "yellow")))
+        if avail is GpuAvailability.UNKNOWN and not snap.gpus:
+            return Cell((("online", "green"), (" · reading GPUs…", "dim")))
+        free = f" · {snap.free_gpus}/{len(snap.gpus)} GPUs free"
+        return Cell((("online", "green"), (free, "bold green" if snap.free_gpus else "")))
+    if status is HostStatus.CONNECTING:
+        return Cell.of("connecting…" + (f" ({error})" if error else ""), "dim")
+    key_trouble = status in (HostStatus.HOST_KEY_UNKNOWN, HostStatus.HOST_KEY_CHANGED)
+    style = "yellow" if key_trouble else "red"
+    return Cell.of(f"{status.value}: {error}" if error else status.value, style)
+
+
+def gpu_state(gpu: GpuSample) -> Cell:
+    """Green ``free``, or the users of a busy GPU."""
+    if gpu.is_free:
+        return Cell.of("free", "bold green")
+    users = gpu.users
+    return Cell.of(", ".join(users) if users else "busy", "yellow")
+
+
+def choose_layout(width: int, snapshots: Sequence[HostSnapshot]) -> TableLayout:
+    """Fit the most important columns into ``width`` cells; give any room left to bars."""
+    name_w = min(
+        max([len("Host / GPU")] + [len(s.name) for s in snapshots] + _gpu_label_widths(snapshots)),
+        _NAME_MAX,
+    )
+    state_content = max([len("State")] + [len(host_state(s).plain) for s in snapshots])
+    state_content = max(state_content, 9)  # "bob, carol"
+    state_min = min(state_content, _STATE_MIN)
+    used = name_w + _PAD + state_min + _PAD + _UTIL_MIN + _PAD
+    optional: list[ColumnSpec] = []
+    for key, label, fixed in _OPTIONAL:
+        col_w = fixed if fixed is not None else _MEM_TEXT + 1 + _MEM_BAR_MIN
+        if used + col_w + _PAD > width:
+            break  # keep the order of importance: never show Temp without Memory
+        optional.append(ColumnSpec(key, label, col_w))
+        used += col_w + _PAD
+    spare = max(width - used, 0)
+    state_w = min(state_content, state_min + spare, _STATE_MAX)
+    spare -= state_w - state_min
+    has_mem = any(col.key == "mem" for col in optional)
+    util_extra = min(spare // 2 if has_mem else spare, _UTIL_MAX - _UTIL_MIN)
+    util_w = _UTIL_MIN + util_extra
+    mem_bar = min(_MEM_BAR_MIN + spare - util_extra, _MEM_BAR_MAX)
+    optional = [
+        ColumnSpec("mem", col.label, _MEM_TEXT + 1 + mem_bar) if col.key == "mem" else col
+        for col in optional
+    ]
+    columns = (
+        ColumnSpec("name", "Host / GPU", name_w),
+        ColumnSpec("state", "State", state_w),
+        ColumnSpec("util", "Util", util_w),
+        *optional,
+    )
+    return TableLayout(columns, util_bar=util_w - 5, mem_bar=mem_bar)
+
+
+def _gpu_label_widths(snapshots: Iterable[HostSnapshot]) -> list[int]:
+    return [len(gpu_label(gpu)) for snap in snapshots for gpu in snap.gpus]
+
+
+def matches(snap: HostSnapshot, gpu: GpuSample | None, query: str) -> bool:
+    """Case-insensitive substring match on host name, GPU name or GPU users."""
+    if not query or query in snap.name.lower():
+        return True
+    if gpu is None:
+        return False
+    return query in gpu.name.lower() or any(query in user.lower() for user in gpu.users)
+
+
+def host_rows(snap: HostSnapshot, layout: TableLayout, query: str = "") -> list[TableRow]:
+    """The host's row and its GPU rows that match ``query`` (lower-case), in layout order.
+
+    A bug in formatting one host must not take the screen down: the host row
+    then says what went wrong and the others still show.
+    """
+    query = query.lower()
+    try:
+        gpus = [gpu for gpu in snap.gpus if matches(snap, gpu, query)]
+        if query and not gpus and not matches(snap, None, query):
+            return []
+        rows = [TableRow(snap.name, snap.name, None, _cells(layout, _host_cells(snap, layout)))]
+        for gpu in gpus:
+            cells = _cells(layout, _gpu_cells(gpu, layout))
+            rows.append(TableRow(gpu_row_key(snap.name, gpu.index), snap.name, gpu.index, cells))
+        return rows
+    except Exception as exc:  # shown in the row, never as a traceback
+        log.exception("cannot show host %s", snap.name)
+        broken = {
+            "name": Cell.of(snap.name, "bold"),
+            "state": Cell.of(f"display error: {exc}", "red"),
+        }
+        return [TableRow(snap.name, snap.name, None, _cells(layout, broken))]
+
+
+def _cells(layout: TableLayout, by_key: dict[str, Cell]) -> tuple[Cell, ...]:
+    out: list[Cell] = []
+    for column in layout.columns:
+        cell = by_key.get(column.key, EMPTY)
+        if len(cell.parts) == 1 and len(cell.parts[0][0]) > column.width:
+            text, style = cell.parts[0]  # names and states: cut with an ellipsis
+            cell = Cell.of(fit(text, column.width), style)
+        out.append(cell)
+    return tuple(out)
+
+
+def _host_cells(snap: HostSnapshot, layout: TableLayout) -> dict[str, Cell]:
+    load = snap.load
+    cells = {"name": Cell.of(snap.name, "bold"), "state": host_state(snap)}
+    if load is None:
+        cells["util"] = Cell.of(DASH, "dim")
+        cells["mem"] = Cell.of(DASH, "dim")
+        return cells
+    cpu = f"cpu {number(load.cpu_pct, '3.0f', '%')}"
+    with_load = f"{cpu} ld {number(load.load1, '.1f')}"
+    cells["util"] = Cell.of(with_load if len(with_load) <= layout.util_bar + 5 else cpu)
+    mem = memory_text(load.mem_used_mib, load.mem_total_mib, 0).rjust(_MEM_TEXT)
+    cells["mem"] = Cell(((mem + " ", ""), *bar(load.mem_pct, layout.mem_bar)))
+    cells["procs"] = Cell.of(f"{sum(len(g.processes) for g in snap.gpus):>5}", "dim")
+    return cells
+
+
+def _gpu_cells(gpu: GpuSample, layout: TableLayout) -> dict[str, Cell]:
+    util = number(gpu.utilization_pct, "3.0f", "%").rjust(4)
+    mem = memory_text(gpu.memory_used_mib, gpu.memory_total_mib, 1).rjust(_MEM_TEXT)
+    return {
+        "name": Cell.of(gpu_label(gpu)),
+        "state": gpu_state(gpu),
+        "util": Cell((*bar(gpu.utilization_pct, layout.util_bar), (" " + util, ""))),
+        "mem": Cell(((mem + " ", ""), *bar(gpu.memory_pct, layout.mem_bar))),
+        "temp": Cell.of(number(gpu.temperature_c, ".0f", "°C").rjust(5)),
+        "power": Cell.of(number(gpu.power_w, ".0f", "W").rjust(5)),
+        "procs": Cell.of(f"{len(gpu.processes):>5}" if gpu.processes else f"{DASH:>5}", "dim"),
+    }
+
+
+class RowCache:
+    """Rows per host, rebuilt only for hosts whose snapshot object changed.
+
+    Snapshots are immutable and replaced on every reading, so identity says
+    whether anything changed; with hundreds of hosts most are unchanged per tick.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[str, tuple[HostSnapshot, TableLayout, str, list[TableRow]]] = {}
+
+    def build(
+        self, snapshots: Sequence[HostSnapshot], layout: TableLayout, query: str
+    ) -> list[TableRow]:
+        out: list[TableRow] = []
+        fresh: dict[str, tuple[HostSnapshot, TableLayout, str, list[TableRow]]] = {}
+        for snap in snapshots:
+            cached = self._rows.get(snap.name)
+            if cached and cached[0] is snap and cached[1] == layout and cached[2] == query:
+                rows = cached[3]
+            else:
+                rows = host_rows(snap, layout, query)
+            fresh[snap.name] = (snap, layout, query, rows)
+            out.extend(rows)
+        self._rows = fresh
+        return out
