@@ -37,13 +37,14 @@ from typing import cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hivetui.backends.nvidia import apps_query_argv, gpu_query_argv  # noqa: E402
+from bench.hostbin import render_static_fake  # noqa: E402
+from hivetui.backends.nvidia import gpu_query_argv  # noqa: E402
 from hivetui.backends.probe import sweep_command  # noqa: E402
 from hivetui.backends.ssh import SshTransport  # noqa: E402
 from hivetui.config import parse_config  # noqa: E402
 from hivetui.fleet import Fleet  # noqa: E402
 from hivetui.hosts import build_fleet, transport_for  # noqa: E402
-from tests.sshd import FAKE_BIN, STATES, TestFleet  # noqa: E402
+from tests.sshd import STATES, TestFleet  # noqa: E402
 
 STATE = "h200x8"
 GPU_COMMAND = shlex.join(gpu_query_argv())
@@ -52,29 +53,6 @@ HOST_CPUS = {1}  # every sshd and what it runs: the "GPU hosts"
 SWEEP_ROUNDS = 5
 FOLLOW_SECONDS = 20.0
 WARMUP_SECONDS = 5.0
-
-
-def render_static_fake(bin_dir: Path) -> None:
-    """A cheap nvidia-smi that prints what the fake prints for our command lines."""
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "FAKE_NVIDIA_SMI_STATE": str(STATES / f"{STATE}.json")}
-    fake = str(FAKE_BIN / "nvidia-smi")
-    gpu = subprocess.run([fake, *gpu_query_argv()[1:]], env=env, capture_output=True, check=True)
-    apps = subprocess.run([fake, *apps_query_argv()[1:]], env=env, capture_output=True, check=True)
-    (bin_dir / "gpu.txt").write_bytes(gpu.stdout)
-    (bin_dir / "apps.txt").write_bytes(apps.stdout)
-    script = f"""#!/bin/sh
-d={shlex.quote(str(bin_dir))}
-case "$*" in
-  *--query-gpu=*--loop-ms=*) while cat "$d/gpu.txt"; do sleep 1; done ;;
-  *--query-gpu=*) cat "$d/gpu.txt" ;;
-  *--query-compute-apps=*) cat "$d/apps.txt" ;;
-  *) echo "bench nvidia-smi: unexpected arguments: $*" >&2; exit 2 ;;
-esac
-"""
-    path = bin_dir / "nvidia-smi"
-    path.write_text(script)
-    path.chmod(0o755)
 
 
 def host_cpu_ticks() -> tuple[int, int]:
@@ -262,7 +240,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hivetui-fanout-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)
-        render_static_fake(root / "bin")
+        render_static_fake(root / "bin", STATES / f"{STATE}.json")
         rig = TestFleet(root / "rig")
         rig.add("sshd", STATE, bin_dir=root / "bin", cpus=HOST_CPUS if pinned else None)
         rows = []

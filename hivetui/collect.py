@@ -52,6 +52,7 @@ class _Live:
     gpu_error: str | None = None
     report: ProbeReport | None = None
     cpu_pct: float | None = None
+    expected: int = 0  # GPUs in a complete sample, once known
 
 
 def _processes(report: ProbeReport | None) -> dict[str, list[GpuProcess]]:
@@ -105,6 +106,19 @@ def _samples(rows: list[nvidia.GpuRow], report: ProbeReport | None) -> tuple[Gpu
             processes=tuple(procs.get(row.uuid, ())),
         )
         for row in rows
+    )
+
+
+def _row_of(gpu: GpuSample) -> nvidia.GpuRow:
+    return nvidia.GpuRow(
+        index=gpu.index,
+        uuid=gpu.uuid,
+        name=gpu.name,
+        utilization_pct=gpu.utilization_pct,
+        memory_used_mib=gpu.memory_used_mib,
+        memory_total_mib=gpu.memory_total_mib,
+        temperature_c=gpu.temperature_c,
+        power_w=gpu.power_w,
     )
 
 
@@ -222,7 +236,20 @@ class HostReader:
             await asyncio.sleep(1.0)
 
     async def _follow_online(self, publish: Publish) -> None:
-        live = _Live(rows_at=self._clock())
+        # One sweep first: the screen gets data at once instead of after the
+        # streams' first full period, and the stream learns how many GPUs
+        # make a complete sample.
+        first = await self.sweep(self.command_timeout)
+        if first.status is not HostStatus.ONLINE:
+            raise HostUnavailable(first.status, first.error or "lost")
+        publish(first)
+        live = _Live(
+            rows=[_row_of(gpu) for gpu in first.gpus],
+            rows_at=self._clock(),
+            availability=first.gpu_availability,
+            gpu_error=first.gpu_error,
+            expected=len(first.gpus),
+        )
         async with asyncio.TaskGroup() as group:
             group.create_task(self._follow_reports(live))
             gpu_task = group.create_task(self._gpu_source(live))
@@ -283,7 +310,7 @@ class HostReader:
         command = shlex.join(argv) + " 2>&1"
         while True:
             batch: dict[int, nvidia.GpuRow] = {}
-            expected = len(live.rows)
+            expected = len(live.rows) or live.expected
             noise: list[str] = []
             rc: int | None = None
             async for line in self.transport.stream(command):

@@ -19,6 +19,9 @@ from hivetui.widgets.fleet_status import FleetStatus, FleetSummary
 from hivetui.widgets.fleet_table import FleetTable
 
 REFRESH_S = 1.0
+# While hosts connect, look more often, so first data shows as soon as it comes.
+STARTUP_REFRESH_S = 0.1
+STARTUP_TICKS = 50
 
 
 class DashboardScreen(Screen[None]):
@@ -49,6 +52,7 @@ class DashboardScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one(FleetTable).focus()
         self.set_interval(REFRESH_S, self.refresh_fleet)
+        self.set_interval(STARTUP_REFRESH_S, self.refresh_fleet, repeat=STARTUP_TICKS)
         self.call_after_refresh(self.refresh_fleet, True)
 
     def on_screen_resume(self) -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks: plain scripts, each printing a table. See docs/benchmarks.md."""
