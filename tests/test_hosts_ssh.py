@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from hivetui.model import GpuAvailability, HostSnapshot, HostStatus
 from tests.sshd import TestFleet, load_state
 
 
-def fleet_for(rig: TestFleet, names: list[str] | None = None, **extra: object) -> Fleet:
+def fleet_for(rig: TestFleet, names: list[str] | None = None, **extra: Any) -> Fleet:
     return build_fleet(parse_config(rig.config_toml(names, **extra), "test.toml"))
 
 

@@ -63,7 +63,10 @@ def test_follow_script_runs_ps_only_when_pids_change(tmp_path: Path) -> None:
     fake.write_text("#!/bin/sh\necho 'GPU-a, 1, 100, init'\n")
     fake.chmod(0o755)
     proc = subprocess.Popen(
-        follow_command(0.05), shell=True, stdout=subprocess.PIPE, text=True,
+        follow_command(0.05),
+        shell=True,
+        stdout=subprocess.PIPE,
+        text=True,
         env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
     )
     assert proc.stdout is not None

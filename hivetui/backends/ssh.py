@@ -154,9 +154,7 @@ class SshTransport:
     async def stream(self, command: str) -> AsyncIterator[str]:
         conn = await self._require()
         try:
-            process = await conn.create_process(
-                command, stderr=asyncssh.STDOUT, errors="replace"
-            )
+            process = await conn.create_process(command, stderr=asyncssh.STDOUT, errors="replace")
         except (asyncssh.Error, OSError) as exc:
             await self._drop()
             raise HostUnavailable(HostStatus.OFFLINE, _cause(exc)) from None

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-from hivetui.app import make_app
+from hivetui.app import HiveApp, make_app
 from hivetui.fleet import Fleet, UpdateListener
 from hivetui.model import HostSnapshot, HostStatus
 from hivetui.screens.dashboard import DashboardScreen
 from hivetui.screens.host_detail import HostDetailScreen
 from hivetui.widgets.fleet_table import FleetTable
+
+if TYPE_CHECKING:
+    from tests.tui.conftest import TuiData
 
 
 class ScriptedHost:
@@ -38,7 +42,9 @@ async def test_app_starts_fleet_on_mount_and_stops_it_on_exit() -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         assert host.followed
-        app.screen.refresh_fleet()
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        screen.refresh_fleet()
         table = app.screen.query_one(FleetTable)
         assert str(table.get_cell("scripted-01", "state")) == "offline: scripted"
         assert not host.closed
@@ -56,7 +62,7 @@ async def test_start_fleet_false_leaves_collectors_alone() -> None:
     assert not host.closed
 
 
-async def test_command_palette_opens_a_host(app, tui) -> None:  # type: ignore[no-untyped-def]
+async def test_command_palette_opens_a_host(app: HiveApp, tui: TuiData) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         await pilot.press("ctrl+p")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING, cast
 
 from textual.widgets import Input
 
@@ -14,6 +15,9 @@ from hivetui.screens.help import HelpScreen
 from hivetui.screens.host_detail import HostDetailScreen
 from hivetui.widgets.fleet_status import FleetStatus
 from hivetui.widgets.fleet_table import FleetTable
+
+if TYPE_CHECKING:
+    from tests.tui.conftest import TuiData
 
 SIZE = (120, 40)
 
@@ -30,11 +34,17 @@ def status_text(app: HiveApp) -> str:
     return str(app.screen.query_one(FleetStatus).render())
 
 
-def all_keys(tui) -> list[str]:
+def dashboard_screen(app: HiveApp) -> DashboardScreen:
+    screen = app.screen
+    assert isinstance(screen, DashboardScreen)
+    return screen
+
+
+def all_keys(tui: TuiData) -> list[str]:
     return [tui.big, *(f"{tui.big}/{i}" for i in range(8)), tui.offline, tui.no_gpu]
 
 
-async def test_rows_for_every_host_and_gpu(app: HiveApp, tui) -> None:
+async def test_rows_for_every_host_and_gpu(app: HiveApp, tui: TuiData) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert isinstance(app.screen, DashboardScreen)
@@ -57,20 +67,20 @@ async def test_status_line_counts_hosts_gpus_and_age(app: HiveApp) -> None:
         assert "updated 1s ago" in text
 
 
-async def test_offline_host_shows_its_cause(app: HiveApp, tui) -> None:
+async def test_offline_host_shows_its_cause(app: HiveApp, tui: TuiData) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert cell(app, tui.offline, "state") == "offline: connection refused"
         assert cell(app, tui.offline, "util") == "–"
 
 
-async def test_host_without_gpu_says_so(app: HiveApp, tui) -> None:
+async def test_host_without_gpu_says_so(app: HiveApp, tui: TuiData) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert "no NVIDIA GPU" in cell(app, tui.no_gpu, "state")
 
 
-async def test_ssh_errors_show_as_text_in_the_row(fleet: Fleet, tui) -> None:
+async def test_ssh_errors_show_as_text_in_the_row(fleet: Fleet, tui: TuiData) -> None:
     fleet.record(HostSnapshot("keyless", HostStatus.AUTH_FAILED, error="publickey denied"))
     fleet.record(HostSnapshot("moved", HostStatus.HOST_KEY_CHANGED, error="see known_hosts:12"))
     app = tui.quiet_app(fleet)
@@ -80,8 +90,9 @@ async def test_ssh_errors_show_as_text_in_the_row(fleet: Fleet, tui) -> None:
         assert cell(app, "moved", "state") == "host key changed: see known_hosts:12"
 
 
-async def test_a_snapshot_that_cannot_be_shown_is_an_error_row(fleet: Fleet, tui) -> None:
-    bad_gpu = replace(tui.h100(0, 0), utilization_pct="oops")  # not a number: formatting fails
+async def test_a_snapshot_that_cannot_be_shown_is_an_error_row(fleet: Fleet, tui: TuiData) -> None:
+    # Not a number, deliberately ill-typed: formatting fails.
+    bad_gpu = replace(tui.h100(0, 0), utilization_pct=cast(float, "oops"))
     fleet.record(HostSnapshot("weird", HostStatus.ONLINE, gpus=(bad_gpu,), updated_at=tui.t0))
     app = tui.quiet_app(fleet)
     async with app.run_test(size=SIZE) as pilot:
@@ -90,7 +101,7 @@ async def test_a_snapshot_that_cannot_be_shown_is_an_error_row(fleet: Fleet, tui
         assert tui.big in table(app).row_keys  # the other hosts still show
 
 
-async def test_new_reading_updates_cells_in_place(app: HiveApp, fleet: Fleet, tui) -> None:
+async def test_new_reading_updates_cells_in_place(app: HiveApp, fleet: Fleet, tui: TuiData) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         rebuilds = table(app).rebuilds
@@ -101,14 +112,14 @@ async def test_new_reading_updates_cells_in_place(app: HiveApp, fleet: Fleet, tu
             processes=(GpuProcess(pid=7, user="carol", gpu_memory_mib=1000.0, command="x"),),
         )
         fleet.record(tui.with_gpu(snap, busy, snap.updated_at + 1))
-        app.screen.refresh_fleet()
+        dashboard_screen(app).refresh_fleet()
         assert cell(app, f"{tui.big}/2", "state") == "carol"
         assert cell(app, f"{tui.big}/2", "util").endswith(" 97%")
         assert "2/8 GPUs free" in cell(app, tui.big, "state")
         assert table(app).rebuilds == rebuilds  # same rows: no rebuild
 
 
-async def test_timer_picks_up_new_readings(app: HiveApp, fleet: Fleet, tui) -> None:
+async def test_timer_picks_up_new_readings(app: HiveApp, fleet: Fleet, tui: TuiData) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         snap = fleet.snapshot(tui.big)
@@ -117,19 +128,21 @@ async def test_timer_picks_up_new_readings(app: HiveApp, fleet: Fleet, tui) -> N
         assert cell(app, tui.big, "state") == "offline: no route to host"
 
 
-async def test_new_host_adds_rows(app: HiveApp, fleet: Fleet, tui) -> None:
+async def test_new_host_adds_rows(app: HiveApp, fleet: Fleet, tui: TuiData) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("j", "j", "j", "j")
         rebuilds = table(app).rebuilds
         fleet.record(replace(tui.big_host(0), name="hopper-02"))
-        app.screen.refresh_fleet()
+        dashboard_screen(app).refresh_fleet()
         assert "hopper-02/7" in table(app).row_keys
         assert table(app).rebuilds == rebuilds + 1
         assert table(app).cursor_key == f"{tui.big}/3"  # the cursor stays on its GPU
 
 
-async def test_hidden_dashboard_skips_work_until_shown(app: HiveApp, fleet: Fleet, tui) -> None:
+async def test_hidden_dashboard_skips_work_until_shown(
+    app: HiveApp, fleet: Fleet, tui: TuiData
+) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         dashboard = app.screen
@@ -146,7 +159,7 @@ async def test_hidden_dashboard_skips_work_until_shown(app: HiveApp, fleet: Flee
         assert cell(app, tui.offline, "state") == "offline: timed out"
 
 
-async def test_keys_move_the_cursor(app: HiveApp, tui) -> None:
+async def test_keys_move_the_cursor(app: HiveApp, tui: TuiData) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         keys = all_keys(tui)
@@ -163,7 +176,7 @@ async def test_keys_move_the_cursor(app: HiveApp, tui) -> None:
         assert table(app).cursor_key == keys[0]
 
 
-async def test_enter_opens_detail_and_escape_returns(app: HiveApp, tui) -> None:
+async def test_enter_opens_detail_and_escape_returns(app: HiveApp, tui: TuiData) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("j", "j", "j", "enter")  # hopper-01/2
@@ -180,7 +193,7 @@ async def test_enter_opens_detail_and_escape_returns(app: HiveApp, tui) -> None:
         assert isinstance(app.screen, DashboardScreen)
 
 
-async def test_click_selects_and_double_click_opens(app: HiveApp, tui) -> None:
+async def test_click_selects_and_double_click_opens(app: HiveApp, tui: TuiData) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.click(FleetTable, offset=(4, 5))  # header line, then rows 0..4
@@ -193,7 +206,7 @@ async def test_click_selects_and_double_click_opens(app: HiveApp, tui) -> None:
         assert screen.gpu_index == 4
 
 
-async def test_filter_by_user_then_escape_clears(app: HiveApp, tui) -> None:
+async def test_filter_by_user_then_escape_clears(app: HiveApp, tui: TuiData) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("slash", *"BoB")
@@ -207,7 +220,7 @@ async def test_filter_by_user_then_escape_clears(app: HiveApp, tui) -> None:
         assert table(app).has_focus
 
 
-async def test_filter_by_host_and_gpu_name(app: HiveApp, tui) -> None:
+async def test_filter_by_host_and_gpu_name(app: HiveApp, tui: TuiData) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("slash", *"volta")
@@ -217,7 +230,7 @@ async def test_filter_by_host_and_gpu_name(app: HiveApp, tui) -> None:
         assert table(app).has_focus  # enter keeps the filter and goes back to the rows
 
 
-async def test_typing_q_in_the_filter_does_not_quit(app: HiveApp, tui) -> None:
+async def test_typing_q_in_the_filter_does_not_quit(app: HiveApp, tui: TuiData) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("slash", "q", "question_mark")
@@ -226,7 +239,7 @@ async def test_typing_q_in_the_filter_does_not_quit(app: HiveApp, tui) -> None:
         assert app.screen.query_one("#filter", Input).value == "q?"
 
 
-async def test_help_lists_every_key_and_closes(app: HiveApp, tui) -> None:
+async def test_help_lists_every_key_and_closes(app: HiveApp, tui: TuiData) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("question_mark")
@@ -252,7 +265,7 @@ async def test_q_quits(app: HiveApp) -> None:
         assert not app.is_running
 
 
-async def test_command_palette_offers_screens(app: HiveApp, tui) -> None:
+async def test_command_palette_offers_screens(app: HiveApp, tui: TuiData) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         commands = {c.title: c for c in app.get_system_commands(app.screen)}
@@ -265,7 +278,7 @@ async def test_command_palette_offers_screens(app: HiveApp, tui) -> None:
         assert isinstance(app.screen, DashboardScreen)
 
 
-async def test_narrow_terminal_keeps_host_gpu_and_util(app: HiveApp, tui) -> None:
+async def test_narrow_terminal_keeps_host_gpu_and_util(app: HiveApp, tui: TuiData) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         t = table(app)
@@ -277,7 +290,7 @@ async def test_narrow_terminal_keeps_host_gpu_and_util(app: HiveApp, tui) -> Non
         assert sum(c.width + 2 for c in t.ordered_columns) <= 78  # no sideways scrolling
 
 
-async def test_large_fleet_updates_in_place(tui) -> None:
+async def test_large_fleet_updates_in_place(tui: TuiData) -> None:
     fleet = Fleet([])
     hosts = [replace(tui.big_host(0), name=f"node-{n:03d}") for n in range(100)]
     for snap in hosts:
@@ -289,7 +302,7 @@ async def test_large_fleet_updates_in_place(tui) -> None:
         rebuilds = table(app).rebuilds
         for snap in hosts:
             fleet.record(replace(tui.big_host(1), name=snap.name))
-        app.screen.refresh_fleet()
+        dashboard_screen(app).refresh_fleet()
         assert table(app).rebuilds == rebuilds
         expected = tui.h100(0, 1).utilization_pct
         assert cell(app, "node-099/0", "util").endswith(f" {expected:.0f}%")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from textual.pilot import Pilot
 
 from hivetui.app import HiveApp
 from hivetui.fleet import Fleet
@@ -11,6 +14,9 @@ from hivetui.screens.dashboard import DashboardScreen
 from hivetui.screens.host_detail import HostDetailScreen
 from hivetui.widgets.gpu_chart import ChartSeries, GpuChart
 from hivetui.widgets.process_table import ProcessTable
+
+if TYPE_CHECKING:
+    from tests.tui.conftest import TuiData
 
 SIZE = (120, 40)
 
@@ -30,13 +36,13 @@ def chart(app: HiveApp, chart_id: str) -> GpuChart:
     return app.screen.query_one(f"#{chart_id}", GpuChart)
 
 
-async def open_gpu(pilot, row: int) -> None:  # type: ignore[no-untyped-def]
+async def open_gpu(pilot: Pilot[None], row: int) -> None:
     await pilot.pause()
     await pilot.press(*["j"] * row, "enter")
     await pilot.pause()
 
 
-async def test_detail_shows_history_processes_and_host(app: HiveApp, tui) -> None:
+async def test_detail_shows_history_processes_and_host(app: HiveApp, tui: TuiData) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await open_gpu(pilot, 1)  # hopper-01/0
         assert (detail(app).host, detail(app).gpu_index) == (tui.big, 0)
@@ -55,7 +61,7 @@ async def test_detail_shows_history_processes_and_host(app: HiveApp, tui) -> Non
         assert "python train.py --model llama" in text
 
 
-async def test_right_left_and_hl_switch_gpu(app: HiveApp, tui) -> None:
+async def test_right_left_and_hl_switch_gpu(app: HiveApp, tui: TuiData) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await open_gpu(pilot, 1)
         await pilot.press("right")
@@ -73,7 +79,7 @@ async def test_right_left_and_hl_switch_gpu(app: HiveApp, tui) -> None:
         assert isinstance(app.screen, DashboardScreen)
 
 
-async def test_detail_follows_new_readings(app: HiveApp, fleet: Fleet, tui) -> None:
+async def test_detail_follows_new_readings(app: HiveApp, fleet: Fleet, tui: TuiData) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await open_gpu(pilot, 1)
         fleet.record(tui.big_host(tui.steps))
@@ -83,7 +89,7 @@ async def test_detail_follows_new_readings(app: HiveApp, fleet: Fleet, tui) -> N
         assert series.latest == tui.h100(0, tui.steps).temperature_c
 
 
-async def test_timer_redraws_detail(app: HiveApp, fleet: Fleet, tui) -> None:
+async def test_timer_redraws_detail(app: HiveApp, fleet: Fleet, tui: TuiData) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await open_gpu(pilot, 1)
         fleet.record(tui.big_host(tui.steps))
@@ -92,7 +98,7 @@ async def test_timer_redraws_detail(app: HiveApp, fleet: Fleet, tui) -> None:
         assert series is not None and len(series.times) == tui.steps + 1
 
 
-async def test_host_without_gpu_waits_for_data(app: HiveApp, tui) -> None:
+async def test_host_without_gpu_waits_for_data(app: HiveApp, tui: TuiData) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("G", "enter")
@@ -106,7 +112,9 @@ async def test_host_without_gpu_waits_for_data(app: HiveApp, tui) -> None:
         assert detail(app).gpu_index is None
 
 
-async def test_gpu_that_disappears_keeps_screen_up(app: HiveApp, fleet: Fleet, tui) -> None:
+async def test_gpu_that_disappears_keeps_screen_up(
+    app: HiveApp, fleet: Fleet, tui: TuiData
+) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await open_gpu(pilot, 8)  # GPU 7
         snap = fleet.snapshot(tui.big)
