@@ -130,6 +130,7 @@ async def time_sweeps(
     """Median seconds of each kind of sweep, interleaved round by round."""
     times: dict[str, list[float]] = {"full": [], "gpu": [], "peer_gpu": [], "peer_full": []}
     host_busy: dict[str, list[tuple[int, int]]] = {key: [] for key in times}
+    client_cpu: dict[str, list[float]] = {key: [] for key in times}
 
     async def pool_gpu() -> None:
         results = await asyncio.gather(*(t.run(GPU_COMMAND, 30) for t in pool))
@@ -149,12 +150,16 @@ async def time_sweeps(
     for _ in range(SWEEP_ROUNDS):
         for key, run in runs.items():
             ticks = host_cpu_ticks()
+            cpu = cpu_seconds() + cpu_seconds(children=True)
             start = time.perf_counter()
             await run()
             times[key].append(time.perf_counter() - start)
+            client_cpu[key].append(cpu_seconds() + cpu_seconds(children=True) - cpu)
             after = host_cpu_ticks()
             host_busy[key].append((after[0] - ticks[0], after[1] - ticks[1]))
     medians = {key: statistics.median(values) for key, values in times.items()}
+    for key, values in client_cpu.items():
+        medians[f"{key}_client_cpu"] = statistics.median(values)
     for key, pairs in host_busy.items():
         busy, total = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
         medians[f"{key}_host_busy"] = 100 * busy / total if total else 0.0
@@ -257,7 +262,8 @@ def main() -> None:
         f"{'hosts':>5} | {'connect+full':>12} | {'full hivetui':>12} | {'full ssh -S':>11} | "
         f"{'ratio':>5} | {'GPU hivetui':>11} | {'GPU ssh -S':>10} | {'ratio':>5} | "
         f"{'follow CPU hivetui':>18} | {'ssh -S':>6} | {'snaps/s/host':>12} | {'ssh -S':>6} | "
-        f"{'host CPU busy in GPU sweep: hivetui':>35} | {'ssh -S':>6}"
+        f"{'host CPU busy in GPU sweep: hivetui':>35} | {'ssh -S':>6} | "
+        f"{'client CPU per GPU sweep: hivetui':>33} | {'ssh -S':>8}"
     )
     print(head)
     print("-" * len(head))
@@ -270,13 +276,16 @@ def main() -> None:
             f" | {r['our_cpu']:>16.1f} % | {r['peer_cpu']:>4.1f} %"
             f" | {r['our_rate']:>12.2f} | {r['peer_rate']:>6.2f}"
             f" | {r['gpu_host_busy']:>33.0f} % | {r['peer_gpu_host_busy']:>4.0f} %"
+            f" | {r['gpu_client_cpu'] * 1000:>30.0f} ms"
+            f" | {r['peer_gpu_client_cpu'] * 1000:>5.0f} ms"
         )
     print(
         "full: GPUs + processes with owners + CPU/memory (hivetui's sweep script on both sides);"
         " GPU: one `nvidia-smi --query-gpu` per host.\nratio = ssh -S time / hivetui time."
         " CPU: % of one core of the collecting side (ssh -S: its ssh clients too),"
         " following every host at 1 Hz.\nhost CPU busy: how busy the hosts' CPU was during"
-        " the GPU sweeps; near 100 % the hosts, not the client, set the time."
+        " the GPU sweeps; near 100 % the hosts, not the client, set the time.\nclient CPU:"
+        " CPU seconds the collecting side spent on one GPU sweep (ssh -S: its ssh clients)."
     )
 
 

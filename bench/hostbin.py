@@ -31,12 +31,14 @@ def render_static_fake(bin_dir: Path, state: Path, stream_from_fake: bool = Fals
         if stream_from_fake
         else 'while cat "$d/gpu.txt"; do sleep 1; done'
     )
+    # Shell builtins only for one-shot answers: one process per call, like the real one.
     script = f"""#!/bin/sh
 d={shlex.quote(str(bin_dir))}
+show() {{ while IFS= read -r line; do printf '%s\\n' "$line"; done < "$1"; }}
 case "$*" in
   *--query-gpu=*--loop-ms=*) {loop} ;;
-  *--query-gpu=*) cat "$d/gpu.txt" ;;
-  *--query-compute-apps=*) cat "$d/apps.txt" ;;
+  *--query-gpu=*) show "$d/gpu.txt" ;;
+  *--query-compute-apps=*) show "$d/apps.txt" ;;
   *) echo "bench nvidia-smi: unexpected arguments: $*" >&2; exit 2 ;;
 esac
 """

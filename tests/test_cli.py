@@ -103,3 +103,26 @@ def test_bad_arguments_are_usage_errors() -> None:
     assert result.returncode == 2 and "invalid float value" in result.stderr
     result = hivetui("gpus", "--timeout", "0")
     assert result.returncode == 2 and "--timeout must be more than 0" in result.stderr
+
+
+def test_no_config_shows_the_local_machine(tmp_path: Path) -> None:
+    """The embedded default: no file anywhere, the local machine, read without SSH."""
+    from tests.sshd import FAKE_BIN, STATES
+
+    env = {
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "PATH": f"{FAKE_BIN}:{os.environ['PATH']}",
+        "FAKE_NVIDIA_SMI_STATE": str(STATES / "v100x8.json"),
+    }
+    result = hivetui("gpus", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    (host,) = json.loads(result.stdout)["hosts"]
+    assert host["name"] == "localhost" and host["status"] == "online"
+    assert [g["name"] for g in host["gpus"]] == ["Tesla V100-SXM2-32GB"] * 8
+    assert host["memory_total_mib"] > 0
+    # Without nvidia-smi on the PATH the machine has "no NVIDIA GPU", still with CPU and memory.
+    env["PATH"] = "/usr/bin:/bin"
+    result = hivetui("hosts", "--json", env=env)
+    (host,) = json.loads(result.stdout)["hosts"]
+    assert host["gpu_status"] == "no NVIDIA GPU" and host["memory_total_mib"] > 0
