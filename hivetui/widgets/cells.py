@@ -99,6 +99,11 @@ def memory_text(used_mib: float | None, total_mib: float | None, decimals: int) 
     return f"{used}/{total}G"
 
 
+def host_memory_text(used_mib: float, total_mib: float) -> str:
+    """Host memory: a decimal while the used part is small, so 300 MiB is not "0"."""
+    return memory_text(used_mib, total_mib, 1 if gib(used_mib) < 10 else 0)
+
+
 def short_gpu_name(name: str, width: int = 14) -> str:
     """``NVIDIA H100 80GB HBM3`` -> ``H100 80GB``: drop brand and memory-kind words."""
     words = [w for w in name.split() if w not in _VENDOR_WORDS and not _MEMORY_KIND.match(w)]

@@ -17,6 +17,7 @@ from hivetui.widgets.cells import (
     Cell,
     bar,
     fit,
+    host_memory_text,
     memory_text,
     number,
     short_gpu_name,
@@ -206,7 +207,7 @@ def _host_cells(snap: HostSnapshot, layout: TableLayout) -> dict[str, Cell]:
     cpu = f"cpu {number(load.cpu_pct, '3.0f', '%')}"
     with_load = f"{cpu} ld {number(load.load1, '.1f')}"
     cells["util"] = Cell.of(with_load if len(with_load) <= layout.util_bar + 5 else cpu)
-    mem = memory_text(load.mem_used_mib, load.mem_total_mib, 0).rjust(_MEM_TEXT)
+    mem = host_memory_text(load.mem_used_mib, load.mem_total_mib).rjust(_MEM_TEXT)
     cells["mem"] = Cell(((mem + " ", ""), *bar(load.mem_pct, layout.mem_bar)))
     cells["procs"] = Cell.of(f"{sum(len(g.processes) for g in snap.gpus):>5}", "dim")
     return cells

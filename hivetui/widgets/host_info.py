@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from hivetui.model import HostSnapshot
-from hivetui.widgets.cells import DASH, bar, memory_text, number
+from hivetui.widgets.cells import DASH, bar, host_memory_text, number
 from hivetui.widgets.fleet_rows import host_state
 
 
@@ -42,7 +42,7 @@ class HostInfo(Static):
                 Text.assemble(
                     *bar(load.mem_pct, 10),
                     " ",
-                    memory_text(load.mem_used_mib, load.mem_total_mib, 0),
+                    host_memory_text(load.mem_used_mib, load.mem_total_mib),
                 ),
             )
         grid.add_row("GPUs", f"{snap.free_gpus}/{len(snap.gpus)} free" if snap.gpus else DASH)
