@@ -2,36 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from hivetui.config import parse_config
-from hivetui.fleet import Fleet
-from hivetui.hosts import build_fleet
-from hivetui.model import GpuAvailability, HostSnapshot, HostStatus
+from hivetui.model import GpuAvailability, HostStatus
+from tests.helpers import following, sweep_config, wait_for
 from tests.sshd import TestFleet, load_state
-
-
-def fleet_for(rig: TestFleet, names: list[str] | None = None, **extra: Any) -> Fleet:
-    return build_fleet(parse_config(rig.config_toml(names, **extra), "test.toml"))
-
-
-async def wait_for(
-    fleet: Fleet, host: str, predicate: Callable[[HostSnapshot], bool], timeout: float = 15.0
-) -> HostSnapshot:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        snap = fleet.snapshot(host)
-        if predicate(snap):
-            return snap
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{host} never matched; last: {fleet.snapshot(host)}")
 
 
 @pytest.fixture
@@ -50,11 +30,7 @@ async def test_sweep_reads_gpus_processes_and_load(
     state["apps"][0]["pid"] = sleeper.pid
     ssh_fleet.add("gpu01", state)
     ssh_fleet.add("gpu02", "h200x8")
-    fleet = fleet_for(ssh_fleet)
-    try:
-        one, two = await fleet.sweep(10)
-    finally:
-        await fleet.stop()
+    one, two = await sweep_config(ssh_fleet.config_toml(), 10)
     assert one.status is HostStatus.ONLINE and one.error is None
     assert one.gpu_availability is GpuAvailability.OK
     gpu = one.gpus[0]
@@ -73,11 +49,7 @@ async def test_sweep_reads_gpus_processes_and_load(
 async def test_host_down_at_start_is_offline(ssh_fleet: TestFleet) -> None:
     ssh_fleet.add("up")
     ssh_fleet.add("down", start=False)
-    fleet = fleet_for(ssh_fleet)
-    try:
-        up, down = await fleet.sweep(5)
-    finally:
-        await fleet.stop()
+    up, down = await sweep_config(ssh_fleet.config_toml(), 5)
     assert up.status is HostStatus.ONLINE
     assert down.status is HostStatus.OFFLINE
     assert down.error == "connection refused"
@@ -86,9 +58,7 @@ async def test_host_down_at_start_is_offline(ssh_fleet: TestFleet) -> None:
 async def test_killed_host_goes_offline_and_comes_back(ssh_fleet: TestFleet) -> None:
     host = ssh_fleet.add("gpu01")
     ssh_fleet.add("gpu02")
-    fleet = fleet_for(ssh_fleet)
-    await fleet.start()
-    try:
+    async with following(ssh_fleet.config_toml()) as fleet:
         await wait_for(fleet, "gpu01", lambda s: bool(s.gpus))
         host.stop()
         down = await wait_for(fleet, "gpu01", lambda s: s.status is HostStatus.OFFLINE)
@@ -101,8 +71,6 @@ async def test_killed_host_goes_offline_and_comes_back(ssh_fleet: TestFleet) -> 
             fleet, "gpu01", lambda s: s.status is HostStatus.ONLINE and bool(s.gpus)
         )
         assert back.gpus[0].name == "NVIDIA H100 80GB HBM3"
-    finally:
-        await fleet.stop()
 
 
 async def test_wrong_key_is_auth_failed(ssh_fleet: TestFleet, tmp_path: Path) -> None:
@@ -110,22 +78,14 @@ async def test_wrong_key_is_auth_failed(ssh_fleet: TestFleet, tmp_path: Path) ->
     other = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     text = ssh_fleet.config_toml().replace(str(ssh_fleet.client_key), str(other))
-    fleet = build_fleet(parse_config(text, "t.toml"))
-    try:
-        (snap,) = await fleet.sweep(5)
-    finally:
-        await fleet.stop()
+    (snap,) = await sweep_config(text, 5)
     assert snap.status is HostStatus.AUTH_FAILED
     assert snap.error and "authentication failed" in snap.error
 
 
 async def test_unknown_host_key_is_refused_with_fingerprint(ssh_fleet: TestFleet) -> None:
     host = ssh_fleet.add("gpu01", known=False)
-    fleet = fleet_for(ssh_fleet)
-    try:
-        (snap,) = await fleet.sweep(5)
-    finally:
-        await fleet.stop()
+    (snap,) = await sweep_config(ssh_fleet.config_toml(), 5)
     assert snap.status is HostStatus.HOST_KEY_UNKNOWN
     fingerprint = subprocess.run(
         ["ssh-keygen", "-lf", f"{host.host_key}.pub"], capture_output=True, text=True, check=True
@@ -139,26 +99,18 @@ async def test_changed_host_key_is_refused(ssh_fleet: TestFleet) -> None:
     host.stop()
     host.regenerate_host_key()  # known_hosts still holds the old key
     host.start()
-    fleet = fleet_for(ssh_fleet)
-    try:
-        (snap,) = await fleet.sweep(5)
-    finally:
-        await fleet.stop()
+    (snap,) = await sweep_config(ssh_fleet.config_toml(), 5)
     assert snap.status is HostStatus.HOST_KEY_CHANGED
     assert snap.error and "HOST KEY CHANGED" in snap.error and "ssh-keygen" in snap.error
 
 
 async def test_host_without_nvidia_smi_says_no_gpu(ssh_fleet: TestFleet) -> None:
     ssh_fleet.add("cpu01", with_nvidia_smi=False)
-    fleet = fleet_for(ssh_fleet)
-    try:
-        (snap,) = await fleet.sweep(5)
-        await fleet.start()
+    (snap,) = await sweep_config(ssh_fleet.config_toml(), 5)
+    async with following(ssh_fleet.config_toml()) as fleet:
         followed = await wait_for(
             fleet, "cpu01", lambda s: s.load is not None and s.load.cpu_pct is not None
         )
-    finally:
-        await fleet.stop()
     for seen in (snap, followed):
         assert seen.status is HostStatus.ONLINE
         assert seen.gpu_availability is GpuAvailability.NO_GPU
@@ -179,11 +131,7 @@ async def test_driver_faults_stay_on_their_host(
 ) -> None:
     ssh_fleet.add("bad", state)
     ssh_fleet.add("good")
-    fleet = fleet_for(ssh_fleet)
-    try:
-        bad, good = await fleet.sweep(5)
-    finally:
-        await fleet.stop()
+    bad, good = await sweep_config(ssh_fleet.config_toml(), 5)
     assert bad.status is HostStatus.ONLINE
     assert bad.gpu_availability is availability
     assert bad.gpu_error and words in bad.gpu_error
@@ -193,12 +141,8 @@ async def test_driver_faults_stay_on_their_host(
 async def test_hanging_nvidia_smi_times_out_alone(ssh_fleet: TestFleet) -> None:
     ssh_fleet.add("stuck", "hang")
     ssh_fleet.add("good")
-    fleet = fleet_for(ssh_fleet)
     started = time.monotonic()
-    try:
-        stuck, good = await fleet.sweep(3)
-    finally:
-        await fleet.stop()
+    stuck, good = await sweep_config(ssh_fleet.config_toml(), 3)
     assert time.monotonic() - started < 6
     assert stuck.status is HostStatus.ONLINE
     assert stuck.gpu_availability is GpuAvailability.ERROR
@@ -209,9 +153,7 @@ async def test_hanging_nvidia_smi_times_out_alone(ssh_fleet: TestFleet) -> None:
 async def test_followed_host_that_starts_hanging_is_marked(ssh_fleet: TestFleet) -> None:
     host = ssh_fleet.add("gpu01")
     ssh_fleet.add("gpu02")
-    fleet = fleet_for(ssh_fleet)
-    await fleet.start()
-    try:
+    async with following(ssh_fleet.config_toml()) as fleet:
         await wait_for(fleet, "gpu01", lambda s: bool(s.gpus))
         host.set_state("hang")
         stuck = await wait_for(
@@ -221,15 +163,11 @@ async def test_followed_host_that_starts_hanging_is_marked(ssh_fleet: TestFleet)
         assert fleet.snapshot("gpu02").gpu_availability is GpuAvailability.OK
         host.set_state("h100_load")
         await wait_for(fleet, "gpu01", lambda s: s.gpu_availability is GpuAvailability.OK, 20)
-    finally:
-        await fleet.stop()
 
 
 async def test_live_changes_reach_the_fleet_and_history(ssh_fleet: TestFleet) -> None:
     host = ssh_fleet.add("gpu01")
-    fleet = fleet_for(ssh_fleet)
-    await fleet.start()
-    try:
+    async with following(ssh_fleet.config_toml()) as fleet:
         await wait_for(fleet, "gpu01", lambda s: bool(s.gpus))
         state = load_state("h100_load")
         state["gpus"][0]["utilization.gpu"] = "7"
@@ -238,5 +176,3 @@ async def test_live_changes_reach_the_fleet_and_history(ssh_fleet: TestFleet) ->
         history = fleet.history("gpu01", 0)
         assert history is not None and len(history) >= 2
         assert history.utilization[-1] == 7
-    finally:
-        await fleet.stop()

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from hivetui.config import parse_config
-from hivetui.hosts import build_fleet
 from hivetui.model import GpuAvailability, HostStatus
+from tests.helpers import following, sweep_config, wait_for
 from tests.sshd import SshdHost, TestFleet, _descendants
 
 
@@ -53,19 +52,11 @@ async def test_proxyjump_from_the_ssh_config(ssh_fleet: TestFleet) -> None:
         + alias("gpu01", target, ssh_fleet, key, "  ProxyJump bastion"),
         ["gpu01"],
     )
-    fleet = build_fleet(parse_config(text, "t.toml"))
-    try:
-        (snap,) = await fleet.sweep(10)
-    finally:
-        await fleet.stop()
+    (snap,) = await sweep_config(text, 10)
     assert snap.status is HostStatus.ONLINE and len(snap.gpus) == 8, snap.error
     # The jump host really carries the connection: without it, gpu01 is unreachable.
     jump.stop()
-    fleet = build_fleet(parse_config(text, "t.toml"))
-    try:
-        (snap,) = await fleet.sweep(10)
-    finally:
-        await fleet.stop()
+    (snap,) = await sweep_config(text, 10)
     assert snap.status is HostStatus.OFFLINE
 
 
@@ -94,18 +85,10 @@ async def test_keys_from_ssh_agent(
     monkeypatch.setenv("SSH_AUTH_SOCK", agent)
     monkeypatch.setenv("HOME", str(tmp_path))  # no default keys in ~/.ssh to fall back on
     text = ssh_config_fleet(ssh_fleet, alias("gpu01", host, ssh_fleet), ["gpu01"])
-    fleet = build_fleet(parse_config(text, "t.toml"))
-    try:
-        (snap,) = await fleet.sweep(10)
-    finally:
-        await fleet.stop()
+    (snap,) = await sweep_config(text, 10)
     assert snap.status is HostStatus.ONLINE, snap.error
     monkeypatch.delenv("SSH_AUTH_SOCK")
-    fleet = build_fleet(parse_config(text, "t.toml"))
-    try:
-        (snap,) = await fleet.sweep(10)
-    finally:
-        await fleet.stop()
+    (snap,) = await sweep_config(text, 10)
     assert snap.status is HostStatus.AUTH_FAILED
 
 
@@ -121,12 +104,8 @@ async def test_host_that_accepts_but_never_answers_times_out_alone(
             f'[[hosts]]\nname = "silent"\naddress = "127.0.0.1"\nport = {port}\n'
         )
         text = text.replace("connect_timeout = 5.0", "connect_timeout = 2.0")
-        fleet = build_fleet(parse_config(text, "t.toml"))
         started = time.monotonic()
-        try:
-            good, stuck = await fleet.sweep(10)
-        finally:
-            await fleet.stop()
+        good, stuck = await sweep_config(text, 10)
     assert time.monotonic() - started < 6
     assert good.status is HostStatus.ONLINE and good.gpus
     assert stuck.status is HostStatus.OFFLINE and stuck.error
@@ -135,37 +114,21 @@ async def test_host_that_accepts_but_never_answers_times_out_alone(
 async def test_frozen_host_goes_offline_then_recovers(ssh_fleet: TestFleet) -> None:
     host = ssh_fleet.add("gpu01")
     ssh_fleet.add("gpu02")
-    fleet = build_fleet(parse_config(ssh_fleet.config_toml(), "t.toml"))
-    await fleet.start()
     assert host.proc is not None
     frozen: set[int] = set()
-    try:
-        deadline = time.monotonic() + 15
-        while not fleet.snapshot("gpu01").gpus:
-            assert time.monotonic() < deadline, "gpu01 never showed its GPUs"
-            await asyncio.sleep(0.1)
-        # Stop every process of the host: TCP stays open, nothing answers.
-        frozen = _descendants(host.proc.pid) | {host.proc.pid}
-        for pid in frozen:
-            os.kill(pid, signal.SIGSTOP)
-        deadline = time.monotonic() + 20
-        while fleet.snapshot("gpu01").status is HostStatus.ONLINE:
-            assert time.monotonic() < deadline, "a frozen host stayed online"
-            await asyncio.sleep(0.2)
-        assert fleet.snapshot("gpu02").gpu_availability is GpuAvailability.OK
-        before = fleet.snapshot("gpu02").updated_at
-        await asyncio.sleep(1.5)
-        assert fleet.snapshot("gpu02").updated_at > before, "the frozen host held up another"
-        for pid in frozen:
-            os.kill(pid, signal.SIGCONT)
-        frozen = set()
-        deadline = time.monotonic() + 20
-        while not (
-            fleet.snapshot("gpu01").status is HostStatus.ONLINE and fleet.snapshot("gpu01").gpus
-        ):
-            assert time.monotonic() < deadline, "the host did not come back"
-            await asyncio.sleep(0.2)
-    finally:
-        for pid in frozen:
-            os.kill(pid, signal.SIGCONT)
-        await fleet.stop()
+    async with following(ssh_fleet.config_toml()) as fleet:
+        try:
+            await wait_for(fleet, "gpu01", lambda s: bool(s.gpus))
+            # Stop every process of the host: TCP stays open, nothing answers.
+            frozen = _descendants(host.proc.pid) | {host.proc.pid}
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+            await wait_for(fleet, "gpu01", lambda s: s.status is not HostStatus.ONLINE, 20)
+            assert fleet.snapshot("gpu02").gpu_availability is GpuAvailability.OK
+            before = fleet.snapshot("gpu02").updated_at
+            await asyncio.sleep(1.5)
+            assert fleet.snapshot("gpu02").updated_at > before, "the frozen host held up another"
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        await wait_for(fleet, "gpu01", lambda s: s.status is HostStatus.ONLINE and bool(s.gpus), 20)
