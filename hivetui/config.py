@@ -59,11 +59,41 @@ class SshSettings(_Strict):
     command_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
 
 
+class ReservationSettings(_Strict):
+    """Limits on one reservation."""
+
+    max_hours: Annotated[float, Field(gt=0, le=24 * 366)] = 7 * 24
+    max_days_ahead: Annotated[float, Field(gt=0, le=366)] = 30
+
+
+class ProtectionSettings(_Strict):
+    """What happens when someone else's process runs on a reserved GPU."""
+
+    enabled: bool = True  # detect, show and record violations
+    warn_terminal: bool = True  # write a message to the intruder's terminals on that host
+    warn_every_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 15.0
+    kill_after_minutes: Annotated[float, Field(ge=0, le=24 * 60)] = 0.0  # 0: never
+    idle_util_pct: Annotated[float, Field(ge=0, le=100)] = 5.0
+    idle_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 60.0
+    smtp_host: str | None = None  # e-mail warnings only when set
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 25
+    smtp_starttls: bool = False
+    smtp_user: str | None = None
+    smtp_password_env: str | None = None  # name of the variable holding the password
+    email_from: str = "hivetui@localhost"
+    email_domain: str | None = None  # user -> user@domain
+    emails: dict[str, str] = Field(default_factory=dict)  # user -> address, wins over domain
+
+
 class Config(_Strict):
     """The whole config file."""
 
     hosts: list[HostConfig] = Field(default_factory=list)
     ssh: SshSettings = Field(default_factory=SshSettings)
+    database: str | None = None  # any SQLAlchemy URL; default: SQLite under the data dir
+    admins: list[str] = Field(default_factory=list)
+    reservations: ReservationSettings = Field(default_factory=ReservationSettings)
+    protection: ProtectionSettings = Field(default_factory=ProtectionSettings)
     refresh_interval: Annotated[float, Field(ge=0.2, le=60)] = 1.0
     history_minutes: Annotated[int, Field(ge=1, le=1440)] = 10
 
@@ -192,6 +222,9 @@ STARTER_CONFIG = """\
 
 # refresh_interval = 1.0   # seconds between samples
 # history_minutes = 10     # how much history the charts keep
+# database = "postgresql+asyncpg://hive@db.example/hivetui"  # one for the whole team;
+#                          # default: a SQLite file under ~/.local/share/hivetui
+# admins = ["alice"]       # may edit or cancel anyone's reservation
 
 # One [[hosts]] table per GPU server. `name` is shown in the UI and, when
 # `address` is absent, looked up in your ~/.ssh/config like `ssh NAME` would.
@@ -205,6 +238,20 @@ STARTER_CONFIG = """\
 #
 # [[hosts]]
 # name = "gpu02"                       # an alias from ~/.ssh/config (ProxyJump works)
+
+[reservations]
+# max_hours = 168                    # longest reservation
+# max_days_ahead = 30                # how far ahead one may book
+
+[protection]
+# enabled = true                     # show and record processes on GPUs others reserved
+# warn_terminal = true               # write to the intruder's terminals on that host
+# warn_every_minutes = 15
+# kill_after_minutes = 0             # 0: never terminate intruding processes
+# idle_util_pct = 5                  # a reservation below this GPU use ...
+# idle_minutes = 60                  # ... for this long is shown as idle
+# smtp_host = "smtp.example.org"     # e-mail warnings too (off while unset)
+# email_domain = "example.org"       # alice -> alice@example.org
 
 [ssh]
 # config = "~/.ssh/config"             # OpenSSH client config to honour

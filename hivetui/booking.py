@@ -1,0 +1,354 @@
+"""Reservations in the shared database: book, list, edit, cancel, find free slots.
+
+Every front end (TUI keys, CLI commands, the agent) goes through this one
+class. It hands out :class:`~hivetui.reservations.Reservation` values, never
+rows, and turns database failures into messages a person can act on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Row, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from hivetui import db
+from hivetui.reservations import (
+    Conflict,
+    FreeSlot,
+    GpuRef,
+    Limits,
+    Reservation,
+    ReservationError,
+    check_change,
+    check_edit,
+    check_new,
+    find_free,
+    first_conflict,
+    utc,
+)
+
+T = db.reservations
+
+
+def _s(when: datetime) -> int:
+    return int(utc(when).timestamp())
+
+
+def _dt(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _value(row: Row[Any]) -> Reservation:
+    m = row._mapping
+    return Reservation(
+        id=m["id"],
+        user=m["user"],
+        gpu=GpuRef(m["host"], m["gpu_index"], m["gpu_uuid"]),
+        start=_dt(m["start_s"]),
+        end=_dt(m["end_s"]),
+        title=m["title"],
+        created_at=_dt(m["created_s"]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something worth remembering: a violation, a warning sent, a process killed."""
+
+    id: int
+    at: datetime
+    kind: str
+    user: str | None
+    host: str | None
+    gpu_uuid: str | None
+    reservation_id: int | None
+    detail: str
+
+
+def _explain(exc: Exception, url: str) -> db.DatabaseError:
+    text = str(getattr(exc, "orig", exc)) or type(exc).__name__
+    if "locked" in text or "busy" in text:
+        return db.DatabaseError(
+            f"the database is busy (locked by another hivetui for over "
+            f"{db.SQLITE_BUSY_MS // 1000} s): try again; nothing was changed"
+        )
+    safe = make_url(url).render_as_string(hide_password=True)
+    return db.DatabaseError(f"database {safe}: {text.splitlines()[0][:200]}")
+
+
+class ReservationStore:
+    """The reservations of a team, in one shared database."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        limits: Limits | None = None,
+        admins: Iterable[str] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.limits = limits or Limits()
+        self.admins = frozenset(admins)
+        self._clock = clock
+
+    def now(self) -> datetime:
+        return utc(datetime.fromtimestamp(self._clock(), UTC))
+
+    # -- reading -------------------------------------------------------------
+    async def list_reservations(
+        self,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        user: str | None = None,
+        hosts: Sequence[str] | None = None,
+    ) -> list[Reservation]:
+        """Live (not cancelled) reservations touching ``[start, end)``, by start."""
+        query = select(T).where(T.c.cancelled_s.is_(None))
+        if start is not None:
+            query = query.where(T.c.end_s > _s(start))
+        if end is not None:
+            query = query.where(T.c.start_s < _s(end))
+        if user is not None:
+            query = query.where(T.c.user == user)
+        if hosts is not None:
+            query = query.where(T.c.host.in_(list(hosts)))
+        query = query.order_by(T.c.start_s, T.c.host, T.c.gpu_index)
+        async with self._connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_value(row) for row in rows]
+
+    async def get(self, reservation_id: int) -> Reservation:
+        async with self._connect() as conn:
+            row = (await conn.execute(select(T).where(T.c.id == reservation_id))).first()
+        if row is None or row._mapping["cancelled_s"] is not None:
+            raise ReservationError(f"no reservation {reservation_id}")
+        return _value(row)
+
+    async def active_now(self) -> dict[str, Reservation]:
+        """GPU uuid -> the reservation holding it right now."""
+        now = self.now()
+        return {
+            r.gpu.uuid: r
+            for r in await self.list_reservations(start=now, end=now + timedelta(seconds=1))
+        }
+
+    # -- writing -------------------------------------------------------------
+    async def add(
+        self, user: str, gpus: Sequence[GpuRef], start: datetime, end: datetime, title: str = ""
+    ) -> list[Reservation]:
+        """Book every GPU in ``gpus`` for ``[start, end)``: all of them or none."""
+        start, end = utc(start), utc(end)
+        check_new(start, end, self.now(), self.limits)
+        if not gpus:
+            raise ReservationError("name at least one GPU")
+        created = _s(self.now())
+        async with self._connect(write=True) as conn:
+            try:
+                async with conn.begin():
+                    await self._refuse_overlaps(conn, gpus, start, end)
+                    ids = []
+                    for gpu in gpus:
+                        result = await conn.execute(
+                            insert(T).values(
+                                user=user,
+                                host=gpu.host,
+                                gpu_index=gpu.index,
+                                gpu_uuid=gpu.uuid,
+                                start_s=_s(start),
+                                end_s=_s(end),
+                                title=title,
+                                created_s=created,
+                            )
+                        )
+                        key = result.inserted_primary_key
+                        assert key is not None
+                        ids.append(int(key[0]))
+            except IntegrityError:
+                # Another writer won the race the database settles (trigger or
+                # exclusion constraint): name who holds the slot now.
+                raise await self._conflict_after_race(gpus, start, end) from None
+        return [await self.get(i) for i in ids]
+
+    async def _refuse_overlaps(
+        self,
+        conn: AsyncConnection,
+        gpus: Sequence[GpuRef],
+        start: datetime,
+        end: datetime,
+        ignore_id: int | None = None,
+    ) -> None:
+        query = select(T).where(
+            T.c.cancelled_s.is_(None),
+            T.c.gpu_uuid.in_([g.uuid for g in gpus]),
+            T.c.start_s < _s(end),
+            T.c.end_s > _s(start),
+        )
+        existing = [_value(row) for row in (await conn.execute(query)).all()]
+        for gpu in gpus:
+            holder = first_conflict(existing, gpu.uuid, start, end, ignore_id)
+            if holder is not None:
+                raise _conflict(holder)
+
+    async def _conflict_after_race(
+        self, gpus: Sequence[GpuRef], start: datetime, end: datetime
+    ) -> Conflict:
+        async with self._connect() as conn:
+            try:
+                await self._refuse_overlaps(conn, gpus, start, end)
+            except Conflict as found:
+                return found
+        return Conflict("the slot was taken by another booking at the same moment")
+
+    async def cancel(self, reservation_id: int, user: str) -> Reservation:
+        async with self._connect(write=True) as conn, conn.begin():
+            res = await self._get_in(conn, reservation_id)
+            check_change(res, user, self.admins, self.now())
+            await conn.execute(
+                update(T)
+                .where(T.c.id == reservation_id)
+                .values(cancelled_s=_s(self.now()), cancelled_by=user)
+            )
+        return res
+
+    async def edit(
+        self,
+        reservation_id: int,
+        user: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        title: str | None = None,
+    ) -> Reservation:
+        async with self._connect(write=True) as conn:
+            try:
+                async with conn.begin():
+                    res = await self._get_in(conn, reservation_id)
+                    now = self.now()
+                    check_change(res, user, self.admins, now)
+                    new_start = utc(start) if start is not None else res.start
+                    new_end = utc(end) if end is not None else res.end
+                    check_edit(res, new_start, new_end, now, self.limits)
+                    await self._refuse_overlaps(conn, [res.gpu], new_start, new_end, res.id)
+                    await conn.execute(
+                        update(T)
+                        .where(T.c.id == reservation_id)
+                        .values(
+                            start_s=_s(new_start),
+                            end_s=_s(new_end),
+                            title=res.title if title is None else title,
+                        )
+                    )
+            except IntegrityError:
+                raise Conflict("the new times overlap a booking made at the same moment") from None
+        return await self.get(reservation_id)
+
+    async def _get_in(self, conn: AsyncConnection, reservation_id: int) -> Reservation:
+        row = (await conn.execute(select(T).where(T.c.id == reservation_id))).first()
+        if row is None or row._mapping["cancelled_s"] is not None:
+            raise ReservationError(f"no reservation {reservation_id}")
+        return _value(row)
+
+    async def find_free(
+        self,
+        gpus: Sequence[GpuRef],
+        count: int,
+        duration: timedelta,
+        hosts: Iterable[str] | None = None,
+        after: datetime | None = None,
+    ) -> FreeSlot | None:
+        start = utc(after) if after is not None else self.now()
+        horizon = timedelta(days=self.limits.max_days_ahead)
+        existing = await self.list_reservations(start=start, end=start + horizon + duration)
+        return find_free(existing, gpus, count, duration, start, hosts, horizon)
+
+    # -- events --------------------------------------------------------------
+    async def record_event(
+        self,
+        kind: str,
+        detail: str,
+        *,
+        user: str | None = None,
+        host: str | None = None,
+        gpu_uuid: str | None = None,
+        reservation_id: int | None = None,
+    ) -> None:
+        async with self._connect(write=True) as conn, conn.begin():
+            await conn.execute(
+                insert(db.events).values(
+                    at_s=_s(self.now()),
+                    kind=kind,
+                    user=user,
+                    host=host,
+                    gpu_uuid=gpu_uuid,
+                    reservation_id=reservation_id,
+                    detail=detail,
+                )
+            )
+
+    async def events(self, since: datetime | None = None, kind: str | None = None) -> list[Event]:
+        query = select(db.events).order_by(db.events.c.at_s, db.events.c.id)
+        if since is not None:
+            query = query.where(db.events.c.at_s >= _s(since))
+        if kind is not None:
+            query = query.where(db.events.c.kind == kind)
+        async with self._connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            Event(
+                id=r.id,
+                at=_dt(r.at_s),
+                kind=r.kind,
+                user=r.user,
+                host=r.host,
+                gpu_uuid=r.gpu_uuid,
+                reservation_id=r.reservation_id,
+                detail=r.detail,
+            )
+            for r in rows
+        ]
+
+    # -- plumbing ------------------------------------------------------------
+    def _connect(self, write: bool = False) -> _Connection:
+        return _Connection(self.engine, write)
+
+
+class _Connection:
+    """``async with``: a connection, database failures turned into DatabaseError."""
+
+    def __init__(self, engine: AsyncEngine, write: bool) -> None:
+        self._engine, self._write = engine, write
+        self._conn: AsyncConnection | None = None
+
+    async def __aenter__(self) -> AsyncConnection:
+        try:
+            conn = await self._engine.connect()
+        except (OperationalError, DBAPIError, OSError) as exc:
+            raise _explain(exc, str(self._engine.url)) from None
+        self._conn = await db.writing(conn) if self._write else conn
+        return self._conn
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        assert self._conn is not None
+        await self._conn.close()
+        if isinstance(exc, IntegrityError):
+            return  # the caller turns it into a Conflict
+        if isinstance(exc, (OperationalError, DBAPIError)):
+            raise _explain(exc, str(self._engine.url)) from None
+
+
+def _conflict(holder: Reservation) -> Conflict:
+    local = holder.start.astimezone(), holder.end.astimezone()
+    return Conflict(
+        f"{holder.gpu.label} is reserved by {holder.user} from {local[0]:%a %d %b %H:%M} "
+        f"to {local[1]:%a %d %b %H:%M} (reservation {holder.id})",
+        holder,
+    )
