@@ -10,6 +10,7 @@ constraint on PostgreSQL), whatever the client does.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from platformdirs import user_data_path
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -69,6 +72,25 @@ events = Table(
     Index("ix_events_at", "at_s"),
 )
 
+reservation_usage = Table(
+    "reservation_usage",
+    metadata,
+    Column("reservation_id", Integer, ForeignKey("reservations.id"), primary_key=True),
+    Column("samples", Integer, nullable=False),
+    Column("util_sum", Float, nullable=False),
+    Column("mem_sum", Float, nullable=False),
+    Column("last_s", BigInteger, nullable=False),
+    Column("idle_since_s", BigInteger, nullable=True),
+)
+
+agent_heartbeats = Table(
+    "agent_heartbeats",
+    metadata,
+    Column("agent", String(128), primary_key=True),
+    Column("at_s", BigInteger, nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+)
+
 
 class DatabaseError(Exception):
     """The database cannot be used; the message says which and what to do."""
@@ -83,11 +105,11 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(busy_ms: int, dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event issue BEGIN itself, in the mode we choose.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+    cursor.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
@@ -98,8 +120,12 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def make_engine(url: str) -> AsyncEngine:
-    """An engine for ``url``; for SQLite the file's folder is created."""
+def make_engine(url: str, *, sqlite_busy_ms: int = SQLITE_BUSY_MS) -> AsyncEngine:
+    """An engine for ``url``; for SQLite the file's folder is created.
+
+    ``sqlite_busy_ms``: how long a writer waits for another's lock before
+    giving up with "the database is busy".
+    """
     try:
         parsed = make_url(url)
     except Exception as exc:  # sqlalchemy.exc.ArgumentError and friends
@@ -107,8 +133,8 @@ def make_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(parsed, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
-        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        engine = create_async_engine(parsed, connect_args={"timeout": sqlite_busy_ms / 1000})
+        event.listen(engine.sync_engine, "connect", partial(_sqlite_connect, sqlite_busy_ms))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(parsed, pool_pre_ping=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres import PostgresCluster
 from tests.sshd import TestFleet
 
 
@@ -26,3 +27,13 @@ def ssh_fleet() -> Iterator[TestFleet]:
     finally:
         fleet.stop_all()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One real PostgreSQL server for the whole run; tests take fresh databases."""
+    cluster = PostgresCluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
