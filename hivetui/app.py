@@ -11,11 +11,17 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
+from hivetui.booking import ReservationStore
+from hivetui.core import current_user
 from hivetui.fleet import Fleet
+from hivetui.guard import Guard
 from hivetui.screens.context import ScreenContext
 from hivetui.screens.dashboard import DashboardScreen
 from hivetui.screens.help import HelpScreen, key_help
 from hivetui.screens.host_detail import HostDetailScreen
+from hivetui.screens.reservations import ReservationsScreen
+
+GUARD_EVERY_S = 5.0
 
 
 class HiveApp(App[None]):
@@ -27,13 +33,23 @@ class HiveApp(App[None]):
         Binding("question_mark", "help", "Help"),
     ]
 
-    def __init__(self, ctx: ScreenContext, *, title: str, start_fleet: bool) -> None:
+    def __init__(
+        self,
+        ctx: ScreenContext,
+        *,
+        title: str,
+        start_fleet: bool,
+        notice: str | None = None,
+        guard: Guard | None = None,
+    ) -> None:
         super().__init__()
         self.ctx = ctx
         self.fleet = ctx.fleet
         self.title = title
         self._start_fleet = start_fleet
         self._fleet_started = False
+        self._notice = notice
+        self.guard = guard
 
     async def on_mount(self) -> None:
         # Pushed, not returned by get_default_screen: only pushed screens load CSS_PATH.
@@ -41,6 +57,15 @@ class HiveApp(App[None]):
         if self._start_fleet:
             await self.fleet.start()  # only spawns the collector tasks; never blocks
             self._fleet_started = True
+        if self._notice:
+            self.notify(self._notice, severity="warning", timeout=20)
+        if self.guard is not None:
+            self.set_interval(GUARD_EVERY_S, self._run_guard)
+
+    def _run_guard(self) -> None:
+        """Protection from the TUI ([protection] warn_from_tui): a worker, never blocking."""
+        if self.guard is not None:
+            self.run_worker(self.guard.check(), group="guard", exclusive=True, exit_on_error=False)
 
     async def on_unmount(self) -> None:
         if self._fleet_started:
@@ -61,9 +86,17 @@ class HiveApp(App[None]):
         self.action_dashboard()
         self.push_screen(HostDetailScreen(self.ctx, host, gpu_index))
 
+    def open_reservations(self) -> None:
+        """Show the reservation grid over the dashboard."""
+        self.action_dashboard()
+        self.push_screen(ReservationsScreen(self.ctx))
+
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Dashboard", "All hosts and GPUs", self.action_dashboard)
+        yield SystemCommand(
+            "Reservations", "Who holds which GPU when; book a slot", self.open_reservations
+        )
         yield SystemCommand("Help: keys", "Every key of this screen", self.action_help)
         if isinstance(screen, DashboardScreen):
             yield SystemCommand("Filter", "Filter rows by host, GPU or user", screen.action_filter)
@@ -83,11 +116,25 @@ def make_app(
     start_fleet: bool = True,
     show_clock: bool = True,
     clock: Callable[[], float] = time.time,
+    store: ReservationStore | None = None,
+    user: str | None = None,
+    notice: str | None = None,
+    guard: Guard | None = None,
 ) -> HiveApp:
     """The one way to build the app, shared by the CLI and the tests.
 
     ``start_fleet=False`` leaves the collectors alone, for tests that fill the
     fleet with ``fleet.record``; ``show_clock`` and ``clock`` pin time for snapshots.
+    ``store`` None turns reservations off (the screens say "no database");
+    ``user`` (default: the OS user) is who reservations are made as.
+    ``notice`` is shown once at start (why the database is off, say); ``guard``
+    makes this TUI check reserved GPUs and warn intruders, like the agent.
     """
-    ctx = ScreenContext(fleet=fleet, clock=clock, show_clock=show_clock)
-    return HiveApp(ctx, title=title, start_fleet=start_fleet)
+    ctx = ScreenContext(
+        fleet=fleet,
+        clock=clock,
+        show_clock=show_clock,
+        store=store,
+        user=user if user is not None else current_user(),
+    )
+    return HiveApp(ctx, title=title, start_fleet=start_fleet, notice=notice, guard=guard)

@@ -76,8 +76,7 @@ def _explain(exc: Exception, url: str) -> db.DatabaseError:
     text = str(getattr(exc, "orig", exc)) or type(exc).__name__
     if "locked" in text or "busy" in text:
         return db.DatabaseError(
-            "the database is busy (another program holds its lock): try again; "
-            "nothing was changed"
+            "the database is busy (another program holds its lock): try again; nothing was changed"
         )
     safe = make_url(url).render_as_string(hide_password=True)
     return db.DatabaseError(f"database {safe}: {text.splitlines()[0][:200]}")

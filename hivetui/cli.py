@@ -11,14 +11,19 @@ from pathlib import Path
 
 from platformdirs import user_log_path
 
-from hivetui import __version__
+from hivetui import __version__, reserve_cli
+from hivetui.booking import ReservationStore
 from hivetui.config import (
+    Config,
     ConfigError,
     LoadedConfig,
     load_config,
     resolve_config_path,
     write_starter_config,
 )
+from hivetui.core import open_store
+from hivetui.db import DatabaseError
+from hivetui.guard import Guard
 from hivetui.hosts import build_fleet
 from hivetui.model import HostSnapshot
 from hivetui.report import gpus_table, hosts_table, to_json
@@ -55,14 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     config_sub.add_parser("check", help="validate the config without connecting")
     config_sub.add_parser("path", help="print where the config is read from")
+    reserve_cli.add_parsers(sub)
+    sub.add_parser(
+        "agent",
+        help="run headless: follow the hosts, guard reservations, warn intruders",
+    )
     return parser
 
 
-def _setup_logging(to_file: bool) -> None:
+def _setup_logging(to_file: bool, level: int | None = None) -> None:
     """Log to a file: a TUI must never get log lines or tracebacks on its screen."""
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     if not to_file:
-        logging.basicConfig(level=logging.ERROR, format="hivetui: %(message)s")
+        logging.basicConfig(level=level or logging.ERROR, format="hivetui: %(message)s")
         return
     log_dir = user_log_path("hivetui")
     try:
@@ -109,18 +119,35 @@ def _config_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _open_store_for_tui(config: Config) -> ReservationStore:
+    store = await open_store(config)
+    # The app runs its own event loop: leave no pooled connection bound to this one.
+    await store.engine.dispose()
+    return store
+
+
 def _run_tui(loaded: LoadedConfig) -> int:
     from hivetui.app import make_app
 
-    app = make_app(build_fleet(loaded.config))
-    app.run()
+    config = loaded.config
+    fleet = build_fleet(config)
+    store: ReservationStore | None = None
+    notice = None
+    try:
+        store = asyncio.run(_open_store_for_tui(config))
+    except DatabaseError as exc:
+        notice = f"reservations are off: {exc}"
+    guard = None
+    if store is not None and config.protection.enabled and config.protection.warn_from_tui:
+        guard = Guard(fleet, store, config.protection, command_timeout=config.ssh.command_timeout)
+    make_app(fleet, store=store, notice=notice, guard=guard).run()
     return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "tui"
-    _setup_logging(to_file=command == "tui")
+    _setup_logging(to_file=command == "tui", level=logging.INFO if command == "agent" else None)
     try:
         if command == "config":
             return _config_command(args)
@@ -130,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("hivetui: --timeout must be more than 0 seconds", file=sys.stderr)
                 return EXIT_CONFIG
             return _one_shot(loaded, args.json, args.timeout, hosts=command == "hosts")
+        if command in ("reserve", "db"):
+            return reserve_cli.run(args, loaded)
+        if command == "agent":
+            from hivetui.agent import main_agent
+
+            return main_agent(loaded.config)
         return _run_tui(loaded)
     except ConfigError as exc:
         print(f"hivetui: config error:\n{exc}", file=sys.stderr)

@@ -70,6 +70,7 @@ class ProtectionSettings(_Strict):
     """What happens when someone else's process runs on a reserved GPU."""
 
     enabled: bool = True  # detect, show and record violations
+    warn_from_tui: bool = False  # the agent warns; set true where no agent runs
     warn_terminal: bool = True  # write a message to the intruder's terminals on that host
     warn_every_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 15.0
     kill_after_minutes: Annotated[float, Field(ge=0, le=24 * 60)] = 0.0  # 0: never
@@ -245,6 +246,7 @@ STARTER_CONFIG = """\
 
 [protection]
 # enabled = true                     # show and record processes on GPUs others reserved
+# warn_from_tui = false              # warnings come from `hivetui agent`; true: from the TUI
 # warn_terminal = true               # write to the intruder's terminals on that host
 # warn_every_minutes = 15
 # kill_after_minutes = 0             # 0: never terminate intruding processes

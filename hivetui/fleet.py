@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from hivetui.history import DEFAULT_POINTS, GpuHistory
 from hivetui.model import HostSnapshot, HostStatus
+
+if TYPE_CHECKING:
+    from hivetui.backends.transport import Transport
 
 UpdateListener = Callable[[HostSnapshot], None]
 
@@ -60,6 +63,14 @@ class Fleet:
 
     def history(self, host: str, gpu_index: int) -> GpuHistory | None:
         return self._history.get((host, gpu_index))
+
+    def transport(self, host: str) -> Transport | None:
+        """The connection ``host`` is read through, for commands of its own (the guard's).
+
+        ``None`` for an unknown host or a collector without a transport.
+        """
+        found: Transport | None = getattr(self._collectors.get(host), "transport", None)
+        return found
 
     def subscribe(self, listener: UpdateListener) -> None:
         self._listeners.append(listener)

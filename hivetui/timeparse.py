@@ -13,7 +13,7 @@ from hivetui.reservations import InvalidTimes
 _UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([wdhms])")
 _CLOCK = re.compile(r"^(\d{1,2})(?::(\d{2}))?\s*(am|pm)?$")
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 HELP = 'use ISO 8601 ("2026-12-01 09:00"), "now", "+2h", "tomorrow 9:00" or "fri 14:30"'
 
@@ -31,11 +31,21 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def _weekday(word: str) -> int | None:
+    """0 for "mon"/"monday" ... 6 for "sun"; None for anything else."""
+    for number, name in enumerate(_DAYS):
+        if len(word) >= 3 and name.startswith(word):
+            return number
+    return None
+
+
 def _clock(text: str) -> tuple[int, int]:
     match = _CLOCK.match(text)
     if not match:
         raise InvalidTimes(f"cannot read {text!r} as a time of day")
     hour, minute = int(match.group(1)), int(match.group(2) or 0)
+    if match.group(3) and not 1 <= hour <= 12:
+        raise InvalidTimes(f"{text!r} is not a time of day")
     if match.group(3) == "pm" and hour < 12:
         hour += 12
     elif match.group(3) == "am" and hour == 12:
@@ -61,14 +71,13 @@ def parse_when(text: str, now: datetime) -> datetime:
     except ValueError:
         pass
     else:
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=local_now.tzinfo)
-        return parsed.astimezone(UTC)
+        # A naive time is local wall-clock time, with the offset of its own day (DST).
+        return (parsed.astimezone() if parsed.tzinfo is None else parsed).astimezone(UTC)
     day_word, _, clock = lowered.partition(" ")
     if day_word in ("today", "tomorrow"):
         day = local_now.date() + timedelta(days=1 if day_word == "tomorrow" else 0)
-    elif day_word[:3] in _DAYS and _DAYS.index(day_word[:3]) >= 0:
-        ahead = (_DAYS.index(day_word[:3]) - local_now.weekday()) % 7 or 7
+    elif (weekday := _weekday(day_word)) is not None:
+        ahead = (weekday - local_now.weekday()) % 7 or 7
         day = local_now.date() + timedelta(days=ahead)
     else:
         day, clock = local_now.date(), lowered
@@ -76,5 +85,5 @@ def parse_when(text: str, now: datetime) -> datetime:
         hour, minute = _clock(clock.strip()) if clock.strip() else (0, 0)
     except InvalidTimes:
         raise InvalidTimes(f"cannot read {text!r} as a time: {HELP}") from None
-    local = datetime(day.year, day.month, day.day, hour, minute, tzinfo=local_now.tzinfo)
-    return local.astimezone(UTC)
+    # astimezone() on a naive value applies the local zone's rules for that day.
+    return datetime(day.year, day.month, day.day, hour, minute).astimezone().astimezone(UTC)

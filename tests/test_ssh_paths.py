@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -111,6 +112,12 @@ async def test_host_that_accepts_but_never_answers_times_out_alone(
     assert stuck.status is HostStatus.OFFLINE and stuck.error
 
 
+def signal_if_alive(pid: int, signum: int) -> None:
+    """Short-lived session processes (the report loop's sleep) may be gone by now."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
 async def test_frozen_host_goes_offline_then_recovers(ssh_fleet: TestFleet) -> None:
     host = ssh_fleet.add("gpu01")
     ssh_fleet.add("gpu02")
@@ -122,7 +129,7 @@ async def test_frozen_host_goes_offline_then_recovers(ssh_fleet: TestFleet) -> N
             # Stop every process of the host: TCP stays open, nothing answers.
             frozen = _descendants(host.proc.pid) | {host.proc.pid}
             for pid in frozen:
-                os.kill(pid, signal.SIGSTOP)
+                signal_if_alive(pid, signal.SIGSTOP)
             await wait_for(fleet, "gpu01", lambda s: s.status is not HostStatus.ONLINE, 20)
             assert fleet.snapshot("gpu02").gpu_availability is GpuAvailability.OK
             before = fleet.snapshot("gpu02").updated_at
@@ -130,5 +137,5 @@ async def test_frozen_host_goes_offline_then_recovers(ssh_fleet: TestFleet) -> N
             assert fleet.snapshot("gpu02").updated_at > before, "the frozen host held up another"
         finally:
             for pid in frozen:
-                os.kill(pid, signal.SIGCONT)
+                signal_if_alive(pid, signal.SIGCONT)
         await wait_for(fleet, "gpu01", lambda s: s.status is HostStatus.ONLINE and bool(s.gpus), 20)

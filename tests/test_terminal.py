@@ -20,8 +20,9 @@ HIVETUI = Path(sys.executable).parent / "hivetui"
 class Terminal:
     """A tmux server of our own, with one window running one command."""
 
-    def __init__(self, socket: str) -> None:
+    def __init__(self, socket: str, home: Path) -> None:
         self.socket = socket
+        self.home = home  # XDG data and state go here, not into the real home
 
     def tmux(self, *args: str) -> str:
         return subprocess.run(
@@ -29,7 +30,13 @@ class Terminal:
         ).stdout
 
     def start(self, command: list[str], width: int = 120, height: int = 40) -> None:
-        env = ["env", f"HOME={os.environ.get('HOME', '/root')}", "TERM=xterm-256color"]
+        env = [
+            "env",
+            f"HOME={os.environ.get('HOME', '/root')}",
+            f"XDG_DATA_HOME={self.home / 'data'}",
+            f"XDG_STATE_HOME={self.home / 'state'}",
+            "TERM=xterm-256color",
+        ]
         self.tmux("new-session", "-d", "-x", str(width), "-y", str(height), *env, *command)
         self.tmux("set-option", "-g", "remain-on-exit", "on")
 
@@ -53,9 +60,9 @@ class Terminal:
 
 
 @pytest.fixture
-def terminal() -> Iterator[Terminal]:
+def terminal(tmp_path: Path) -> Iterator[Terminal]:
     assert shutil.which("tmux"), "tmux is needed (scripts/test installs it)"
-    term = Terminal(f"hivetui-test-{os.getpid()}")
+    term = Terminal(f"hivetui-test-{os.getpid()}", tmp_path)
     try:
         yield term
     finally:
@@ -96,3 +103,17 @@ def test_bad_config_in_a_terminal_is_one_clear_message(terminal: Terminal, tmp_p
     screen = terminal.wait_for("unknown key")
     assert f"{config}:3: unknown key 'hosts[0].prot'" in screen
     assert "Traceback" not in screen
+
+
+def test_reservation_grid_from_the_real_entry_point(
+    terminal: Terminal, ssh_fleet: TestFleet
+) -> None:
+    """The default database is created on first start; `r` opens the grid on it."""
+    ssh_fleet.add("gpu01", "h100_load")
+    config = ssh_fleet.write_config()
+    terminal.start([str(HIVETUI), "--config", str(config)])
+    terminal.wait_for("H100 80GB")
+    terminal.keys("r")
+    screen = terminal.wait_for("gpu01:0")
+    assert "no database" not in screen and "Traceback" not in screen
+    assert (terminal.home / "data" / "hivetui" / "hivetui.db").exists()

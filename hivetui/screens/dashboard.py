@@ -5,16 +5,21 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import ClassVar
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.events import Resize
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
 
+from hivetui.booking import ReservationStore
+from hivetui.db import DatabaseError
+from hivetui.reservations import Reservation
 from hivetui.screens.context import ScreenContext
 from hivetui.screens.host_detail import HostDetailScreen
-from hivetui.widgets.fleet_rows import RowCache, choose_layout
+from hivetui.screens.reservations import ReservationsScreen
+from hivetui.widgets.fleet_rows import RowCache, choose_layout, gpu_marks
 from hivetui.widgets.fleet_status import FleetStatus, FleetSummary
 from hivetui.widgets.fleet_table import FleetTable
 
@@ -22,6 +27,15 @@ REFRESH_S = 1.0
 # While hosts connect, look more often, so first data shows as soon as it comes.
 STARTUP_REFRESH_S = 0.1
 STARTUP_TICKS = 50
+ACTIVE_RELOAD_S = 10.0  # who holds which GPU now: asked of the database this often
+
+
+class ActiveReservationsLoaded(Message):
+    """The reservations holding GPUs right now, by GPU uuid."""
+
+    def __init__(self, active: dict[str, Reservation]) -> None:
+        super().__init__()
+        self.active = active
 
 
 class DashboardScreen(Screen[None]):
@@ -31,13 +45,17 @@ class DashboardScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("r", "reservations", "Reservations"),
     ]
 
     def __init__(self, ctx: ScreenContext) -> None:
         super().__init__()
         self.ctx = ctx
         self._query = ""
-        self._shown: tuple[int, int, str] | None = None  # (fleet version, width, query)
+        # (fleet version, width, query, reservations version)
+        self._shown: tuple[int, int, str, int] | None = None
+        self._active: dict[str, Reservation] = {}
+        self._active_version = 0
         self._rows = RowCache()
         self._targets: dict[str, tuple[str, int | None]] = {}
         self._summary = FleetSummary.of([])
@@ -54,9 +72,39 @@ class DashboardScreen(Screen[None]):
         self.set_interval(REFRESH_S, self.refresh_fleet)
         self.set_interval(STARTUP_REFRESH_S, self.refresh_fleet, repeat=STARTUP_TICKS)
         self.call_after_refresh(self.refresh_fleet, True)
+        self.reload_active()
 
     def on_screen_resume(self) -> None:
         self.refresh_fleet(force=True)
+        self.reload_active()
+
+    def reload_active(self) -> None:
+        """Ask the store who holds which GPU now, in a worker; re-armed when it is done."""
+        if self.ctx.store is not None:
+            self._load_active(self.ctx.store)
+
+    @work(exclusive=True, group="active-reservations")
+    async def _load_active(self, store: ReservationStore) -> None:
+        try:
+            active = await store.active_now()
+        except DatabaseError as exc:
+            self.notify(str(exc), title="Reservations", severity="error", timeout=8)
+        else:
+            self.post_message(ActiveReservationsLoaded(active))
+        self.set_timer(ACTIVE_RELOAD_S, self._active_tick, name="active-reservations")
+
+    def _active_tick(self) -> None:
+        if self.app.screen is self:  # hidden: on_screen_resume reloads
+            self.reload_active()
+
+    def on_active_reservations_loaded(self, event: ActiveReservationsLoaded) -> None:
+        if event.active != self._active:
+            self._active = event.active
+            self._active_version += 1
+            self.refresh_fleet()
+
+    def action_reservations(self) -> None:
+        self.app.push_screen(ReservationsScreen(self.ctx))
 
     def on_resize(self, _event: Resize) -> None:
         self.call_after_refresh(self.refresh_fleet, True)
@@ -69,11 +117,12 @@ class DashboardScreen(Screen[None]):
         width = table.scrollable_content_region.width
         if width <= 0:
             return
-        state = (self.ctx.fleet.version, width, self._query)
+        state = (self.ctx.fleet.version, width, self._query, self._active_version)
         if force or state != self._shown:
             snapshots = self.ctx.fleet.snapshots()
             layout = choose_layout(width, snapshots)
-            rows = self._rows.build(snapshots, layout, self._query)
+            marks = gpu_marks(snapshots, self._active, self.ctx.user)
+            rows = self._rows.build(snapshots, layout, self._query, marks)
             table.show(layout.columns, rows)
             self._targets = {row.key: (row.host, row.gpu_index) for row in rows}
             self._summary = replace(

@@ -7,10 +7,12 @@ hosts that changed and the table can update only the cells that differ.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hivetui.model import GpuAvailability, GpuSample, HostSnapshot, HostStatus
+from hivetui.protection import violations
+from hivetui.reservations import Reservation
 from hivetui.widgets.cells import (
     DASH,
     EMPTY,
@@ -66,6 +68,36 @@ class TableRow:
     cells: tuple[Cell, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class GpuMark:
+    """A GPU reserved now: by whom, whether by me, and who runs on it uninvited."""
+
+    holder: str
+    mine: bool
+    intruders: tuple[str, ...] = ()
+
+
+GpuMarks = Mapping[str, GpuMark]  # by GPU uuid
+NO_MARKS: GpuMarks = {}
+
+
+def gpu_marks(
+    snapshots: Iterable[HostSnapshot], active: Mapping[str, Reservation], me: str
+) -> dict[str, GpuMark]:
+    """Marks for every GPU reserved now, with the intruders ``protection`` finds."""
+    if not active:
+        return {}
+    intruders: dict[str, list[str]] = {}
+    for found in violations(snapshots, active):
+        names = intruders.setdefault(found.reservation.gpu.uuid, [])
+        if found.intruder not in names:
+            names.append(found.intruder)
+    return {
+        uuid: GpuMark(res.user, res.user == me, tuple(intruders.get(uuid, ())))
+        for uuid, res in active.items()
+    }
+
+
 # Optional columns, most important first: (key, label, width).
 _OPTIONAL = (
     ("mem", "Memory", None),
@@ -103,12 +135,20 @@ def host_state(snap: HostSnapshot) -> Cell:
     return Cell.of(f"{status.value}: {error}" if error else status.value, style)
 
 
-def gpu_state(gpu: GpuSample) -> Cell:
-    """Green ``free``, or the users of a busy GPU."""
+def gpu_state(gpu: GpuSample, mark: GpuMark | None = None) -> Cell:
+    """Green ``free``, or the users of a busy GPU; reservations and intruders first."""
     if gpu.is_free:
-        return Cell.of("free", "bold green")
-    users = gpu.users
-    return Cell.of(", ".join(users) if users else "busy", "yellow")
+        usage = Cell.of("free", "bold green")
+    else:
+        users = gpu.users
+        usage = Cell.of(", ".join(users) if users else "busy", "yellow")
+    if mark is None:
+        return usage
+    if mark.intruders:
+        whose = "my" if mark.mine else f"{mark.holder}'s"
+        return Cell.of(f"⚠ {', '.join(mark.intruders)} on {whose} GPU", "bold red")
+    label = ("mine", "bold cyan") if mark.mine else (f"reserved: {mark.holder}", "magenta")
+    return Cell((label, (" · ", "dim"), *usage.parts))
 
 
 def choose_layout(width: int, snapshots: Sequence[HostSnapshot]) -> TableLayout:
@@ -152,16 +192,22 @@ def _gpu_label_widths(snapshots: Iterable[HostSnapshot]) -> list[int]:
     return [len(gpu_label(gpu)) for snap in snapshots for gpu in snap.gpus]
 
 
-def matches(snap: HostSnapshot, gpu: GpuSample | None, query: str) -> bool:
-    """Case-insensitive substring match on host name, GPU name or GPU users."""
+def matches(
+    snap: HostSnapshot, gpu: GpuSample | None, query: str, mark: GpuMark | None = None
+) -> bool:
+    """Case-insensitive substring match on host name, GPU name, users or holder."""
     if not query or query in snap.name.lower():
         return True
     if gpu is None:
         return False
+    if mark is not None and query in mark.holder.lower():
+        return True
     return query in gpu.name.lower() or any(query in user.lower() for user in gpu.users)
 
 
-def host_rows(snap: HostSnapshot, layout: TableLayout, query: str = "") -> list[TableRow]:
+def host_rows(
+    snap: HostSnapshot, layout: TableLayout, query: str = "", marks: GpuMarks = NO_MARKS
+) -> list[TableRow]:
     """The host's row and its GPU rows that match ``query`` (lower-case), in layout order.
 
     A bug in formatting one host must not take the screen down: the host row
@@ -169,12 +215,12 @@ def host_rows(snap: HostSnapshot, layout: TableLayout, query: str = "") -> list[
     """
     query = query.lower()
     try:
-        gpus = [gpu for gpu in snap.gpus if matches(snap, gpu, query)]
+        gpus = [gpu for gpu in snap.gpus if matches(snap, gpu, query, marks.get(gpu.uuid))]
         if query and not gpus and not matches(snap, None, query):
             return []
         rows = [TableRow(snap.name, snap.name, None, _cells(layout, _host_cells(snap, layout)))]
         for gpu in gpus:
-            cells = _cells(layout, _gpu_cells(gpu, layout))
+            cells = _cells(layout, _gpu_cells(gpu, layout, marks.get(gpu.uuid)))
             rows.append(TableRow(gpu_row_key(snap.name, gpu.index), snap.name, gpu.index, cells))
         return rows
     except Exception as exc:  # shown in the row, never as a traceback
@@ -213,12 +259,12 @@ def _host_cells(snap: HostSnapshot, layout: TableLayout) -> dict[str, Cell]:
     return cells
 
 
-def _gpu_cells(gpu: GpuSample, layout: TableLayout) -> dict[str, Cell]:
+def _gpu_cells(gpu: GpuSample, layout: TableLayout, mark: GpuMark | None) -> dict[str, Cell]:
     util = number(gpu.utilization_pct, "3.0f", "%").rjust(4)
     mem = memory_text(gpu.memory_used_mib, gpu.memory_total_mib, 1).rjust(_MEM_TEXT)
     return {
         "name": Cell.of(gpu_label(gpu)),
-        "state": gpu_state(gpu),
+        "state": gpu_state(gpu, mark),
         "util": Cell((*bar(gpu.utilization_pct, layout.util_bar), (" " + util, ""))),
         "mem": Cell(((mem + " ", ""), *bar(gpu.memory_pct, layout.mem_bar))),
         "temp": Cell.of(number(gpu.temperature_c, ".0f", "°C").rjust(5)),
@@ -235,20 +281,31 @@ class RowCache:
     """
 
     def __init__(self) -> None:
-        self._rows: dict[str, tuple[HostSnapshot, TableLayout, str, list[TableRow]]] = {}
+        self._rows: dict[str, tuple[HostSnapshot, TableLayout, str, object, list[TableRow]]] = {}
 
     def build(
-        self, snapshots: Sequence[HostSnapshot], layout: TableLayout, query: str
+        self,
+        snapshots: Sequence[HostSnapshot],
+        layout: TableLayout,
+        query: str,
+        marks: GpuMarks = NO_MARKS,
     ) -> list[TableRow]:
         out: list[TableRow] = []
-        fresh: dict[str, tuple[HostSnapshot, TableLayout, str, list[TableRow]]] = {}
+        fresh: dict[str, tuple[HostSnapshot, TableLayout, str, object, list[TableRow]]] = {}
         for snap in snapshots:
             cached = self._rows.get(snap.name)
-            if cached and cached[0] is snap and cached[1] == layout and cached[2] == query:
-                rows = cached[3]
+            host_marks = tuple(marks.get(gpu.uuid) for gpu in snap.gpus) if marks else ()
+            if (
+                cached
+                and cached[0] is snap
+                and cached[1] == layout
+                and cached[2] == query
+                and cached[3] == host_marks
+            ):
+                rows = cached[4]
             else:
-                rows = host_rows(snap, layout, query)
-            fresh[snap.name] = (snap, layout, query, rows)
+                rows = host_rows(snap, layout, query, marks)
+            fresh[snap.name] = (snap, layout, query, host_marks, rows)
             out.extend(rows)
         self._rows = fresh
         return out
