@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from functools import partial
 from typing import Any, ClassVar
 
@@ -13,6 +14,7 @@ from textual.screen import Screen
 
 from hivetui.booking import ReservationStore
 from hivetui.core import current_user
+from hivetui.db import DatabaseError
 from hivetui.fleet import Fleet
 from hivetui.guard import Guard
 from hivetui.screens.context import ScreenContext
@@ -22,6 +24,8 @@ from hivetui.screens.host_detail import HostDetailScreen
 from hivetui.screens.reservations import ReservationsScreen
 
 GUARD_EVERY_S = 5.0
+IDLE_FIRST_S = 3.0
+IDLE_EVERY_S = 60.0
 
 
 class HiveApp(App[None]):
@@ -50,6 +54,7 @@ class HiveApp(App[None]):
         self._fleet_started = False
         self._notice = notice
         self.guard = guard
+        self._told_idle: set[int] = set()
 
     async def on_mount(self) -> None:
         # Pushed, not returned by get_default_screen: only pushed screens load CSS_PATH.
@@ -61,6 +66,37 @@ class HiveApp(App[None]):
             self.notify(self._notice, severity="warning", timeout=20)
         if self.guard is not None:
             self.set_interval(GUARD_EVERY_S, self._run_guard)
+        if self.ctx.store is not None:
+            self.set_timer(IDLE_FIRST_S, self._check_idle)
+            self.set_interval(IDLE_EVERY_S, self._check_idle)
+
+    def _check_idle(self) -> None:
+        self.run_worker(self._tell_owner_idle(), group="idle", exclusive=True, exit_on_error=False)
+
+    async def _tell_owner_idle(self) -> None:
+        """Tell this user, once per reservation, that a GPU they hold sits idle."""
+        store = self.ctx.store
+        if store is None:
+            return
+        now = self.ctx.now()
+        try:
+            mine = await store.list_reservations(
+                start=now, end=now + timedelta(seconds=1), user=self.ctx.user
+            )
+        except DatabaseError:
+            return
+        idle = await self.ctx.idle_ids(mine)
+        for res in mine:
+            if res.id in idle and res.id not in self._told_idle:
+                self._told_idle.add(res.id)
+                self.notify(
+                    f"Your reservation {res.id} of {res.gpu.label} has been idle for over "
+                    f"{self.ctx.idle_minutes:g} min. Cancel it (r, then d) if you no "
+                    "longer need it.",
+                    title="Idle reservation",
+                    severity="warning",
+                    timeout=30,
+                )
 
     def _run_guard(self) -> None:
         """Protection from the TUI ([protection] warn_from_tui): a worker, never blocking."""
@@ -120,6 +156,7 @@ def make_app(
     user: str | None = None,
     notice: str | None = None,
     guard: Guard | None = None,
+    idle_minutes: float = 60.0,
 ) -> HiveApp:
     """The one way to build the app, shared by the CLI and the tests.
 
@@ -136,5 +173,6 @@ def make_app(
         show_clock=show_clock,
         store=store,
         user=user if user is not None else current_user(),
+        idle_minutes=idle_minutes,
     )
     return HiveApp(ctx, title=title, start_fleet=start_fleet, notice=notice, guard=guard)

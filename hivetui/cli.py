@@ -140,7 +140,8 @@ def _run_tui(loaded: LoadedConfig) -> int:
     guard = None
     if store is not None and config.protection.enabled and config.protection.warn_from_tui:
         guard = Guard(fleet, store, config.protection, command_timeout=config.ssh.command_timeout)
-    make_app(fleet, store=store, notice=notice, guard=guard).run()
+    idle = config.protection.idle_minutes
+    make_app(fleet, store=store, notice=notice, guard=guard, idle_minutes=idle).run()
     return EXIT_OK
 
 

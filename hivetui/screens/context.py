@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from hivetui.booking import ReservationStore
 from hivetui.fleet import Fleet
-from hivetui.reservations import GpuRef
+from hivetui.reservations import GpuRef, Reservation
+from hivetui.usage import UsageTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +28,23 @@ class ScreenContext:
     show_clock: bool = True
     store: ReservationStore | None = None
     user: str = ""
+    idle_minutes: float = 60.0  # a reservation whose GPU idles this long is shown as idle
 
     def now(self) -> datetime:
         """The clock as an aware UTC instant, to the second."""
         return datetime.fromtimestamp(int(self.clock()), UTC)
+
+    async def idle_ids(self, reservations: Iterable[Reservation]) -> frozenset[int]:
+        """Which of these reservations have sat idle past ``idle_minutes`` (usage table)."""
+        if self.store is None:
+            return frozenset()
+        try:
+            usages = await UsageTable(self.store.engine).load(r.id for r in reservations)
+        except SQLAlchemyError:
+            return frozenset()  # the marks are a hint: a busy database must not cost the grid
+        now_s = int(self.clock())
+        limit = self.idle_minutes * 60
+        return frozenset(i for i, u in usages.items() if u.idle_for(now_s) >= limit)
 
     def fleet_gpus(self) -> list[GpuRef]:
         """Every GPU the fleet's current snapshots show."""

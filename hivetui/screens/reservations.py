@@ -45,9 +45,16 @@ def describe_slot(slot: FreeSlot) -> str:
 class ReservationsLoaded(Message):
     """The reservations of a window came back from the store."""
 
-    def __init__(self, start: datetime, end: datetime, reservations: list[Reservation]) -> None:
+    def __init__(
+        self,
+        start: datetime,
+        end: datetime,
+        reservations: list[Reservation],
+        idle: frozenset[int] = frozenset(),
+    ) -> None:
         super().__init__()
         self.start, self.end, self.reservations = start, end, reservations
+        self.idle = idle
 
 
 class ReservationsScreen(Screen[None]):
@@ -106,11 +113,11 @@ class ReservationsScreen(Screen[None]):
     async def _load(self, store: ReservationStore, start: datetime, end: datetime) -> None:
         try:
             found = await store.list_reservations(start=start, end=end)
+            idle = await self.ctx.idle_ids(found)
         except DatabaseError as exc:
             self.notify(str(exc), title="Reservations", severity="error", timeout=8)
-            found = None
-        if found is not None:
-            self.post_message(ReservationsLoaded(start, end, found))
+        else:
+            self.post_message(ReservationsLoaded(start, end, found, idle))
         self._rearm()
 
     def _rearm(self) -> None:
@@ -125,7 +132,7 @@ class ReservationsScreen(Screen[None]):
 
     def on_reservations_loaded(self, event: ReservationsLoaded) -> None:
         self.loads += 1
-        self.grid.update(self.ctx.fleet_gpus(), event.reservations, self.ctx.now())
+        self.grid.update(self.ctx.fleet_gpus(), event.reservations, self.ctx.now(), event.idle)
         self._status()
 
     def _status(self) -> None:

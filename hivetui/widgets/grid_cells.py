@@ -33,6 +33,7 @@ class GridSlot:
 
     reservation: Reservation | None
     mine: bool = False
+    idle: bool = False  # its GPU has stayed idle past the config's threshold
 
     @property
     def holder(self) -> str | None:
@@ -69,6 +70,7 @@ def visible_cells(
     columns: int,
     me: str,
     now: datetime,
+    idle: frozenset[int] = frozenset(),
 ) -> GridView:
     """The grid's cells for ``columns`` slots of length ``slot`` from ``start``.
 
@@ -91,7 +93,8 @@ def visible_cells(
             continue
         first = max(int((res_start - start_s) // slot_s), 0)
         last = min(math.ceil((res_end - start_s) / slot_s), columns)
-        rows[r][first:last] = [GridSlot(res, res.user == me)] * (last - first)
+        cell = GridSlot(res, res.user == me, res.id in idle)
+        rows[r][first:last] = [cell] * (last - first)
     now_s = now.timestamp()
     now_column = int((now_s - start_s) // slot_s) if start_s <= now_s < end_s else None
     return GridView(

@@ -42,6 +42,7 @@ _STYLES = {
     "free": Style(color="green"),
     "mine": Style(color="white", bgcolor="blue", bold=True),
     "other": Style(color="white", bgcolor="grey30"),
+    "idle": Style(color="yellow", italic=True),
     "past": Style(dim=True),
     "now": Style(color="red", bold=True),
     "cursor": Style(reverse=True),
@@ -104,6 +105,7 @@ class ReservationGrid(Widget, can_focus=True):
         self.zoom = DEFAULT_ZOOM
         self.fleet_gpus: tuple[GpuRef, ...] = ()
         self.reservations: tuple[Reservation, ...] = ()
+        self.idle: frozenset[int] = frozenset()
         self.gpus: tuple[GpuRef, ...] = ()
         self.cursor_row = 0
         self.cursor_time = floor_slot(now, self.slot)
@@ -117,11 +119,16 @@ class ReservationGrid(Widget, can_focus=True):
 
     # -- the way in --------------------------------------------------------
     def update(
-        self, gpus: Sequence[GpuRef], reservations: Sequence[Reservation], now: datetime
+        self,
+        gpus: Sequence[GpuRef],
+        reservations: Sequence[Reservation],
+        now: datetime,
+        idle: frozenset[int] = frozenset(),
     ) -> None:
-        """Show ``reservations`` on the fleet's ``gpus`` at time ``now``."""
+        """Show ``reservations`` on the fleet's ``gpus`` at time ``now``; ``idle`` ids marked."""
         self.fleet_gpus = tuple(gpus)
         self.reservations = tuple(reservations)
+        self.idle = idle
         self.now = now
         self.gpus = gpus_of(self.fleet_gpus, self.reservations)
         self.cursor_row = min(self.cursor_row, max(len(self.gpus) - 1, 0))
@@ -160,6 +167,7 @@ class ReservationGrid(Widget, can_focus=True):
                 self.columns,
                 self.me,
                 self.now,
+                self.idle,
             )
         return self._view
 
@@ -369,6 +377,8 @@ class ReservationGrid(Widget, can_focus=True):
                     text, style = " │ ", _STYLES["now"]
             else:
                 style = _STYLES["mine" if cell.mine else "other"]
+                if cell.idle:
+                    style += _STYLES["idle"]
             if col < now_col:
                 style += _STYLES["past"]
             if sel is not None and sel[0] <= col <= sel[1]:
@@ -402,7 +412,8 @@ def _run_texts(cells: Sequence[GridSlot]) -> list[str]:
         while end < len(cells) and cells[end].reservation is res:
             end += 1
         width = (end - col) * CELL_W
-        label = fit(res.user, width - 1).center(width) if width > 3 else fit(res.user, width)
+        name = f"{res.user} idle" if cells[col].idle else res.user
+        label = fit(name, width - 1).center(width) if width > 3 else fit(name, width)
         label = label.ljust(width)
         for i in range(col, end):
             texts[i] = label[(i - col) * CELL_W : (i - col + 1) * CELL_W]

@@ -26,6 +26,7 @@ from hivetui.reservations import GpuRef, Reservation
 from hivetui.screens.dashboard import DashboardScreen
 from hivetui.screens.reservation_form import ConfirmCancel, FindFreeForm, ReservationForm
 from hivetui.screens.reservations import ReservationsScreen
+from hivetui.usage import Usage, UsageTable
 from hivetui.widgets.fleet_table import FleetTable
 from hivetui.widgets.grid_cells import FREE, visible_cells
 from hivetui.widgets.reservation_grid import ReservationGrid
@@ -419,3 +420,33 @@ def test_grid_120x40(snap_compare: Any, fleet: Fleet, tmp_path: Path) -> None:
 def test_grid_80x24(snap_compare: Any, fleet: Fleet, tmp_path: Path) -> None:
     app = _snapshot_app(fleet, tmp_path)
     assert snap_compare(app, terminal_size=(80, 24), run_before=_open_and_select)
+
+
+async def test_idle_reservation_is_marked_in_the_grid_and_told_to_its_owner(
+    fleet: Fleet, store: ReservationStore, tui: TuiData
+) -> None:
+    mine = await seed(store, ME, 2, -1, 3, "sleepy")
+    busy = await seed(store, "bob", 1, -1, 3, "busy")
+    table = UsageTable(store.engine)
+    idle_since = int(NOW) - 2 * 3600  # past the default 60 min threshold
+    await table.save(
+        [
+            Usage(mine.id, samples=10, util_sum=0.0, last_s=int(NOW), idle_since_s=idle_since),
+            Usage(busy.id, samples=10, util_sum=900.0, last_s=int(NOW), idle_since_s=None),
+        ]
+    )
+    app = grid_app(fleet, store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        grid = await open_grid(pilot)
+        col = grid.view.now_column
+        assert col is not None
+        assert grid.view.rows[2][col].idle and not grid.view.rows[1][col].idle
+        assert "alice idle" in tui.screen_text(app)
+        app._check_idle()
+        await settle(pilot)
+        told = notes(app)
+        assert f"reservation {mine.id}" in told and "idle" in told
+        assert f"reservation {busy.id}" not in told
+        app._check_idle()  # once per reservation, not every minute
+        await settle(pilot)
+        assert notes(app).count(f"reservation {mine.id}") == 1
