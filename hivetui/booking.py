@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Row, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -97,6 +97,7 @@ class ReservationStore:
         self.limits = limits or Limits()
         self.admins = frozenset(admins)
         self._clock = clock
+        self._longest_seen: int | None = None
 
     def now(self) -> datetime:
         return utc(datetime.fromtimestamp(self._clock(), UTC))
@@ -113,7 +114,10 @@ class ReservationStore:
         """Live (not cancelled) reservations touching ``[start, end)``, by start."""
         query = select(T).where(T.c.cancelled_s.is_(None))
         if start is not None:
-            query = query.where(T.c.end_s > _s(start))
+            # No reservation is longer than the longest in the table, so a bound on
+            # its start lets the (gpu, start, end) index skip the rest of history.
+            longest = await self._longest()
+            query = query.where(T.c.end_s > _s(start), T.c.start_s >= _s(start) - longest)
         if end is not None:
             query = query.where(T.c.start_s < _s(end))
         if user is not None:
@@ -124,6 +128,16 @@ class ReservationStore:
         async with self._connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_value(row) for row in rows]
+
+    async def _longest(self) -> int:
+        """Seconds of the longest reservation that may exist (the table's, or our limit)."""
+        if self._longest_seen is None:
+            length = func.max(T.c.end_s - T.c.start_s)
+            async with self._connect() as conn:
+                found = (await conn.execute(select(length))).scalar()
+            self._longest_seen = int(found or 0)
+        # Other processes may book meanwhile, within the configured limit.
+        return max(self._longest_seen, int(self.limits.max_hours * 3600))
 
     async def get(self, reservation_id: int) -> Reservation:
         async with self._connect() as conn:

@@ -56,6 +56,7 @@ reservations = Table(
     Column("cancelled_by", String(64), nullable=True),
     Index("ix_reservations_gpu_time", "gpu_uuid", "start_s", "end_s"),
     Index("ix_reservations_end", "end_s"),
+    Index("ix_reservations_start", "start_s", "end_s"),
 )
 
 events = Table(

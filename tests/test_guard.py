@@ -269,7 +269,7 @@ async def test_migration_0002_upgrades_a_filled_database(tmp_path: Path) -> None
         )
         await conn.execute(insert(db.events).values(at_s=120, kind="violation", detail="d"))
     await db.upgrade(engine)
-    assert await db.current_revision(engine) == db.head_revision() == "0002"
+    assert await db.current_revision(engine) == db.head_revision()
     async with engine.connect() as conn:
         (row,) = (await conn.execute(select(db.reservations))).all()
         assert (row.id, row.user, row.title) == (7, "alice", "old")

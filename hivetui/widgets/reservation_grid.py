@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import ClassVar
 
 from rich.segment import Segment
@@ -372,19 +373,18 @@ class ReservationGrid(Widget, can_focus=True):
         for col, cell in enumerate(cells):
             text = texts[col]
             if cell.reservation is None:
-                style = _STYLES["free"]
+                base = "free"
                 if col == now_col:
-                    text, style = " │ ", _STYLES["now"]
+                    text, base = " │ ", "now"
             else:
-                style = _STYLES["mine" if cell.mine else "other"]
-                if cell.idle:
-                    style += _STYLES["idle"]
-            if col < now_col:
-                style += _STYLES["past"]
-            if sel is not None and sel[0] <= col <= sel[1]:
-                style += _STYLES["selected"]
-            if col == cursor_col:
-                style += _STYLES["cursor"]
+                base = "mine" if cell.mine else "other"
+            style = _cell_style(
+                base,
+                cell.idle,
+                col < now_col,
+                sel is not None and sel[0] <= col <= sel[1],
+                col == cursor_col,
+            )
             segments.append(Segment(text, style))
         return segments
 
@@ -397,6 +397,21 @@ class ReservationGrid(Widget, can_focus=True):
         a = (time0 - self.view_start) // self.slot
         b = self.cursor_column
         return min(a, b), max(a, b)
+
+
+@cache
+def _cell_style(base: str, idle: bool, past: bool, selected: bool, cursor: bool) -> Style:
+    """A cell's combined style; a few dozen combinations, so combined once each."""
+    style = _STYLES[base]
+    for name, wanted in (
+        ("idle", idle),
+        ("past", past),
+        ("selected", selected),
+        ("cursor", cursor),
+    ):
+        if wanted:
+            style += _STYLES[name]
+    return style
 
 
 def _run_texts(cells: Sequence[GridSlot]) -> list[str]:
