@@ -16,7 +16,8 @@ from textual.widgets import Footer, Header, Static
 
 from hivetui.booking import ReservationStore
 from hivetui.db import DatabaseError
-from hivetui.reservations import FreeSlot, GpuRef, Reservation, ReservationError
+from hivetui.protection import violations
+from hivetui.reservations import FreeSlot, GpuRef, Reservation, ReservationError, holders_at
 from hivetui.screens.context import ScreenContext
 from hivetui.screens.reservation_form import (
     ConfirmCancel,
@@ -132,7 +133,12 @@ class ReservationsScreen(Screen[None]):
 
     def on_reservations_loaded(self, event: ReservationsLoaded) -> None:
         self.loads += 1
-        self.grid.update(self.ctx.fleet_gpus(), event.reservations, self.ctx.now(), event.idle)
+        now = self.ctx.now()
+        holders = holders_at(event.reservations, now)
+        violated = frozenset(
+            v.reservation.id for v in violations(self.ctx.fleet.snapshots(), holders)
+        )
+        self.grid.update(self.ctx.fleet_gpus(), event.reservations, now, event.idle, violated)
         self._status()
 
     def _status(self) -> None:

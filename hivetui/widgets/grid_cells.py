@@ -34,6 +34,7 @@ class GridSlot:
     reservation: Reservation | None
     mine: bool = False
     idle: bool = False  # its GPU has stayed idle past the config's threshold
+    violated: bool = False  # someone else's process runs on its GPU right now
 
     @property
     def holder(self) -> str | None:
@@ -71,6 +72,7 @@ def visible_cells(
     me: str,
     now: datetime,
     idle: frozenset[int] = frozenset(),
+    violated: frozenset[int] = frozenset(),
 ) -> GridView:
     """The grid's cells for ``columns`` slots of length ``slot`` from ``start``.
 
@@ -93,7 +95,7 @@ def visible_cells(
             continue
         first = max(int((res_start - start_s) // slot_s), 0)
         last = min(math.ceil((res_end - start_s) / slot_s), columns)
-        cell = GridSlot(res, res.user == me, res.id in idle)
+        cell = GridSlot(res, res.user == me, res.id in idle, res.id in violated)
         rows[r][first:last] = [cell] * (last - first)
     now_s = now.timestamp()
     now_column = int((now_s - start_s) // slot_s) if start_s <= now_s < end_s else None

@@ -44,6 +44,7 @@ _STYLES = {
     "mine": Style(color="white", bgcolor="blue", bold=True),
     "other": Style(color="white", bgcolor="grey30"),
     "idle": Style(color="yellow", italic=True),
+    "violated": Style(color="white", bgcolor="red", bold=True),
     "past": Style(dim=True),
     "now": Style(color="red", bold=True),
     "cursor": Style(reverse=True),
@@ -107,6 +108,7 @@ class ReservationGrid(Widget, can_focus=True):
         self.fleet_gpus: tuple[GpuRef, ...] = ()
         self.reservations: tuple[Reservation, ...] = ()
         self.idle: frozenset[int] = frozenset()
+        self.violated: frozenset[int] = frozenset()
         self.gpus: tuple[GpuRef, ...] = ()
         self.cursor_row = 0
         self.cursor_time = floor_slot(now, self.slot)
@@ -125,11 +127,13 @@ class ReservationGrid(Widget, can_focus=True):
         reservations: Sequence[Reservation],
         now: datetime,
         idle: frozenset[int] = frozenset(),
+        violated: frozenset[int] = frozenset(),
     ) -> None:
-        """Show ``reservations`` on the fleet's ``gpus`` at time ``now``; ``idle`` ids marked."""
+        """Show ``reservations`` on the fleet's ``gpus`` at ``now``; mark idle and violated ids."""
         self.fleet_gpus = tuple(gpus)
         self.reservations = tuple(reservations)
         self.idle = idle
+        self.violated = violated
         self.now = now
         self.gpus = gpus_of(self.fleet_gpus, self.reservations)
         self.cursor_row = min(self.cursor_row, max(len(self.gpus) - 1, 0))
@@ -169,6 +173,7 @@ class ReservationGrid(Widget, can_focus=True):
                 self.me,
                 self.now,
                 self.idle,
+                self.violated,
             )
         return self._view
 
@@ -378,6 +383,8 @@ class ReservationGrid(Widget, can_focus=True):
                     text, base = " │ ", "now"
             else:
                 base = "mine" if cell.mine else "other"
+            if cell.violated:
+                base = "violated"
             style = _cell_style(
                 base,
                 cell.idle,
@@ -427,7 +434,8 @@ def _run_texts(cells: Sequence[GridSlot]) -> list[str]:
         while end < len(cells) and cells[end].reservation is res:
             end += 1
         width = (end - col) * CELL_W
-        name = f"{res.user} idle" if cells[col].idle else res.user
+        cell = cells[col]
+        name = f"{res.user} ⚠" if cell.violated else f"{res.user} idle" if cell.idle else res.user
         label = fit(name, width - 1).center(width) if width > 3 else fit(name, width)
         label = label.ljust(width)
         for i in range(col, end):

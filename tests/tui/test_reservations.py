@@ -450,3 +450,18 @@ async def test_idle_reservation_is_marked_in_the_grid_and_told_to_its_owner(
         app._check_idle()  # once per reservation, not every minute
         await settle(pilot)
         assert notes(app).count(f"reservation {mine.id}") == 1
+
+
+async def test_grid_marks_a_violated_reservation(
+    fleet: Fleet, store: ReservationStore, tui: TuiData
+) -> None:
+    carol = await seed(store, "carol", 0, -1, 2)  # alice's process runs on GPU 0
+    bob = await seed(store, "bob", 1, -1, 2)  # bob's own process: no violation
+    app = grid_app(fleet, store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        grid = await open_grid(pilot)
+        col = grid.view.now_column
+        assert col is not None
+        assert grid.view.rows[0][col].violated and grid.view.rows[0][col].reservation == carol
+        assert not grid.view.rows[1][col].violated and grid.view.rows[1][col].reservation == bob
+        assert "carol ⚠" in tui.screen_text(app)
