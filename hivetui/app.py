@@ -8,6 +8,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any, ClassVar
 
+from sqlalchemy.exc import SQLAlchemyError
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -26,6 +27,7 @@ from hivetui.screens.reservations import ReservationsScreen
 GUARD_EVERY_S = 5.0
 IDLE_FIRST_S = 3.0
 IDLE_EVERY_S = 60.0
+AGENT_EVERY_S = 15.0
 
 
 class HiveApp(App[None]):
@@ -69,6 +71,26 @@ class HiveApp(App[None]):
         if self.ctx.store is not None:
             self.set_timer(IDLE_FIRST_S, self._check_idle)
             self.set_interval(IDLE_EVERY_S, self._check_idle)
+            self.set_timer(IDLE_FIRST_S, self._check_agent)
+            self.set_interval(AGENT_EVERY_S, self._check_agent)
+
+    def _check_agent(self) -> None:
+        self.run_worker(self._read_heartbeats(), group="agent", exclusive=True, exit_on_error=False)
+
+    async def _read_heartbeats(self) -> None:
+        """Whether a `hivetui agent` is alive, for the status line."""
+        from hivetui.agent import heartbeats  # not needed for the first frame
+
+        store = self.ctx.store
+        if store is None:
+            return
+        try:
+            beats = await heartbeats(store.engine)
+        except (SQLAlchemyError, DatabaseError):
+            return
+        newest = max((at for at, _ in beats.values()), default=None)
+        self.ctx.agent.last_beat = None if newest is None else newest.timestamp()
+        self.ctx.agent.checked = True
 
     def _check_idle(self) -> None:
         self.run_worker(self._tell_owner_idle(), group="idle", exclusive=True, exit_on_error=False)

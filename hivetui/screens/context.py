@@ -15,6 +15,14 @@ from hivetui.reservations import GpuRef, Reservation
 from hivetui.usage import UsageTable
 
 
+@dataclass(slots=True)
+class AgentWatch:
+    """What the TUI last read of the agents' heartbeats (the app fills it in)."""
+
+    checked: bool = False  # False: no database, or not read yet
+    last_beat: float | None = None  # the newest heartbeat of any agent
+
+
 @dataclass(frozen=True, slots=True)
 class ScreenContext:
     """Injected into each screen by the app factory; tests pin ``clock`` and hide the clock.
@@ -29,6 +37,7 @@ class ScreenContext:
     store: ReservationStore | None = None
     user: str = ""
     idle_minutes: float = 60.0  # a reservation whose GPU idles this long is shown as idle
+    agent: AgentWatch = field(default_factory=AgentWatch)
 
     def now(self) -> datetime:
         """The clock as an aware UTC instant, to the second."""

@@ -129,7 +129,15 @@ class DashboardScreen(Screen[None]):
                 FleetSummary.of(snapshots), rows_shown=len(rows), query=self._query
             )
             self._shown = state
-        self.query_one(FleetStatus).show(replace(self._summary, now=self.ctx.clock()))
+        agent = self.ctx.agent
+        self.query_one(FleetStatus).show(
+            replace(
+                self._summary,
+                now=self.ctx.clock(),
+                agent_checked=agent.checked,
+                agent_beat_at=agent.last_beat,
+            )
+        )
 
     @property
     def selected(self) -> tuple[str, int | None] | None:

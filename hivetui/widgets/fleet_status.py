@@ -23,6 +23,8 @@ class FleetSummary:
     now: float = 0.0
     rows_shown: int = 0
     query: str = ""  # set while a filter hides some rows
+    agent_checked: bool = False  # whether the agents' heartbeats were read
+    agent_beat_at: float | None = None  # the newest heartbeat, if any
 
     @classmethod
     def of(cls, snapshots: Sequence[HostSnapshot]) -> FleetSummary:
@@ -49,6 +51,19 @@ def age_text(age_s: float | None) -> str:
     return f"updated {age_s / 3600:.0f}h ago"
 
 
+AGENT_ALIVE_S = 60.0  # the agent beats every few seconds; a minute of silence is news
+
+
+def agent_part(beat_at: float | None, now: float) -> tuple[str, str]:
+    """The status line's word on the agent: alive, silent since when, or none."""
+    if beat_at is None:
+        return (" · no agent", "yellow")
+    silent = max(now - beat_at, 0.0)
+    if silent < AGENT_ALIVE_S:
+        return (" · agent alive", "green")
+    return (f" · agent silent, {age_text(silent).removeprefix('updated ')}", "yellow")
+
+
 class FleetStatus(Static):
     """Shows a :class:`FleetSummary`; ``show`` is the only way in."""
 
@@ -73,6 +88,8 @@ class FleetStatus(Static):
             (" free · ", ""),
             (age_text(age), "yellow" if stale else ""),
         ]
+        if summary.agent_checked:
+            parts.append(agent_part(summary.agent_beat_at, summary.now))
         if summary.query:
             parts.append((f" · filter “{summary.query}”: {summary.rows_shown} rows", "cyan"))
         self.update(Text.assemble(*parts, no_wrap=True, overflow="ellipsis"))

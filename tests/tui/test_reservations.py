@@ -19,6 +19,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from hivetui import db
+from hivetui.agent import beat
 from hivetui.app import HiveApp, make_app
 from hivetui.booking import ReservationStore
 from hivetui.fleet import Fleet
@@ -465,3 +466,25 @@ async def test_grid_marks_a_violated_reservation(
         assert grid.view.rows[0][col].violated and grid.view.rows[0][col].reservation == carol
         assert not grid.view.rows[1][col].violated and grid.view.rows[1][col].reservation == bob
         assert "carol ⚠" in tui.screen_text(app)
+
+
+@pytest.mark.parametrize(
+    ("beat_age_s", "expected"),
+    [(None, "no agent"), (5, "agent alive"), (2 * 3600, "agent silent, 2h ago")],
+)
+async def test_status_line_says_whether_an_agent_is_alive(
+    fleet: Fleet, store: ReservationStore, tui: TuiData, beat_age_s: int | None, expected: str
+) -> None:
+    if beat_age_s is not None:
+        await beat(store.engine, "head-node", "ok", int(NOW) - beat_age_s)
+    app = grid_app(fleet, store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert "agent" not in tui.screen_text(app)  # not read yet: nothing claimed
+        app._check_agent()
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        screen.refresh_fleet(force=True)
+        await pilot.pause()
+        assert expected in tui.screen_text(app)
