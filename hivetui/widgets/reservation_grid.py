@@ -359,9 +359,13 @@ class ReservationGrid(Widget, can_focus=True):
         del cells[view.columns :]
         now = view.now_column
         if now is not None:
-            pair = now + 1 if now % 2 == 0 else now - 1
-            if pair < len(cells) and not daily:
-                cells[pair] = (" " * CELL_W, Style())
+            # "now" takes the label pair it falls in; on the pair's second half it
+            # would touch the next label, so that label gives way too.
+            blank = (" " * CELL_W, Style())
+            hide = [now + 1] if now % 2 == 0 else [now - 1, now + 1, now + 2]
+            for col in hide if not daily else []:
+                if 0 <= col < len(cells):
+                    cells[col] = blank
             cells[now] = ("now", _STYLES["now"])
         head = Segment(fit("GPU", lw - 1).ljust(lw), _STYLES["label"])
         return [head, *(Segment(text, style) for text, style in cells)]
