@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hivetui import db
@@ -87,8 +88,9 @@ async def run_agent(
                     f"{len(guard.idle_reservations())} idle reservation(s)"
                 )
                 await beat(store.engine, name, detail, int(clock()))
-            except db.DatabaseError as exc:
-                log.error("round failed: %s", exc)
+            except (db.DatabaseError, SQLAlchemyError) as exc:
+                # A locked or unreachable database costs one round, never the agent.
+                log.error("round failed: %s", str(exc).splitlines()[0][:300])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
     finally:
