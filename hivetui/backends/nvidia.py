@@ -149,7 +149,7 @@ def classify_failure(exit_status: int | None, output: str) -> tuple[GpuAvailabil
     text = output.strip()
     first = text.splitlines()[0].strip() if text else ""
     if exit_status == 127 or any(marker in text for marker in _NO_GPU_MARKERS):
-        if exit_status == 127 or "not found" in first.lower() and "nvidia-smi" in first:
+        if exit_status == 127 or ("not found" in first.lower() and "nvidia-smi" in first):
             return GpuAvailability.NO_GPU, "no NVIDIA GPU (nvidia-smi not found)"
         return GpuAvailability.NO_GPU, f"no NVIDIA GPU ({first})"
     if "Driver/library version mismatch" in text:
