@@ -36,7 +36,8 @@ from hivetui.usage import Usage, UsageTable
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, int, str]
+Key = tuple[str, int, str]  # Violation.key: (host, GPU index, intruder)
+WarnKey = tuple[str, str, str]  # (host, GPU uuid, intruder): as warning events record it
 SEED_WINDOW = timedelta(days=2)  # events older than this cannot belong to a live reservation
 
 
@@ -60,7 +61,7 @@ class Guard:
         self._timeout = command_timeout
         self._active: dict[str, Reservation] = {}
         self._recorded: set[tuple[int, str]] = set()  # (reservation id, intruder)
-        self._warned_at: dict[Key, float] = {}
+        self._warned_at: dict[WarnKey, float] = {}
         self._since: dict[Key, float] = {}  # start of the current unbroken violation
         self._kill_tried: set[tuple[str, int]] = set()  # (host, pid)
         self._usage: dict[int, Usage] = {}
@@ -112,9 +113,10 @@ class Guard:
             self._recorded.add((res.id, first.intruder))
             await self._event("violation", _describe(group), group)
             log.warning("violation: %s", _describe(group))
-        last = self._warned_at.get(key)
+        warn_key = (first.host, res.gpu.uuid, first.intruder)
+        last = self._warned_at.get(warn_key)
         if last is None or now - last >= self.settings.warn_every_minutes * 60:
-            self._warned_at[key] = now
+            self._warned_at[warn_key] = now
             await self._warn(group, since)
         kill_after = self.settings.kill_after_minutes * 60
         if kill_after > 0 and now - since >= kill_after:
@@ -198,6 +200,11 @@ class Guard:
         for ev in await self.store.events(since=since, kind="violation"):
             if ev.reservation_id is not None and ev.user is not None:
                 self._recorded.add((ev.reservation_id, ev.user))
+        # The rate limit holds across restarts: the last warning of each stream counts.
+        for ev in await self.store.events(since=since, kind="warned"):
+            if ev.host is not None and ev.gpu_uuid is not None and ev.user is not None:
+                key = (ev.host, ev.gpu_uuid, ev.user)
+                self._warned_at[key] = max(self._warned_at.get(key, 0.0), ev.at.timestamp())
         for ev in await self.store.events(since=since, kind="idle"):
             if ev.reservation_id is not None:
                 self._idle_recorded.add(ev.reservation_id)

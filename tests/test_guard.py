@@ -102,9 +102,12 @@ async def test_violation_recorded_once_mailed_and_rate_limited(
             assert len(sink.messages) == 2
             assert len(await store.events(kind="warned")) == 4
             assert len(await store.events(kind="violation")) == 1
-            # A new guard (an agent restart) does not record the violation again.
+            # A new guard (an agent restart) does not record the violation again,
+            # nor warn again inside the window of the last warning.
+            clock.advance(60)
             await Guard(fleet, store, settings, clock=clock).check()
             assert len(await store.events(kind="violation")) == 1
+            assert len(sink.messages) == 2
             assert await store.events(kind="killed") == []
     assert root_sleeper.poll() is None  # kill_after_minutes is 0: nothing is killed
 
