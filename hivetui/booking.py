@@ -141,10 +141,7 @@ class ReservationStore:
 
     async def get(self, reservation_id: int) -> Reservation:
         async with self._connect() as conn:
-            row = (await conn.execute(select(T).where(T.c.id == reservation_id))).first()
-        if row is None or row._mapping["cancelled_s"] is not None:
-            raise ReservationError(f"no reservation {reservation_id}")
-        return _value(row)
+            return await self._get_in(conn, reservation_id)
 
     async def active_now(self) -> dict[str, Reservation]:
         """GPU uuid -> the reservation holding it right now."""
@@ -168,7 +165,7 @@ class ReservationStore:
             try:
                 async with conn.begin():
                     await self._refuse_overlaps(conn, gpus, start, end)
-                    ids = []
+                    made = []
                     for gpu in gpus:
                         result = await conn.execute(
                             insert(T).values(
@@ -184,12 +181,14 @@ class ReservationStore:
                         )
                         key = result.inserted_primary_key
                         assert key is not None
-                        ids.append(int(key[0]))
+                        made.append(
+                            Reservation(int(key[0]), user, gpu, start, end, title, _dt(created))
+                        )
             except IntegrityError:
                 # Another writer won the race the database settles (trigger or
                 # exclusion constraint): name who holds the slot now.
                 raise await self._conflict_after_race(gpus, start, end) from None
-        return [await self.get(i) for i in ids]
+        return made  # what was inserted, to the second: no need to read it back
 
     async def _refuse_overlaps(
         self,
