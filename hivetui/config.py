@@ -15,12 +15,25 @@ from typing import Annotated, Any
 from platformdirs import user_config_path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hivetui.db import normalize_url
+from hivetui.masking import mask_secrets
+from hivetui.trust import is_user_name
+
 CONFIG_ENV = "HIVETUI_CONFIG"
 LOCAL_HOST = "localhost"
 
 
 class ConfigError(Exception):
     """The config file cannot be used; the message says where and why."""
+
+
+USER_NAME_RULE = "a user name: letters, digits, . _ - (not starting with -), at most 32"
+
+
+def _user_name(value: str) -> str:
+    if not is_user_name(value):
+        raise ValueError(f"{value!r} is not {USER_NAME_RULE}")
+    return value
 
 
 class _Strict(BaseModel):
@@ -42,6 +55,11 @@ class HostConfig(_Strict):
         if not re.fullmatch(r"[A-Za-z0-9_.@:\[\]-]+", value):
             raise ValueError("use letters, digits and . _ - @ : only (no spaces)")
         return value
+
+    @field_validator("user")
+    @classmethod
+    def _login_name(cls, value: str | None) -> str | None:
+        return None if value is None else _user_name(value)
 
     @property
     def is_local(self) -> bool:
@@ -85,6 +103,13 @@ class ProtectionSettings(_Strict):
     email_domain: str | None = None  # user -> user@domain
     emails: dict[str, str] = Field(default_factory=dict)  # user -> address, wins over domain
 
+    @field_validator("emails")
+    @classmethod
+    def _email_users(cls, emails: dict[str, str]) -> dict[str, str]:
+        for user in emails:
+            _user_name(user)
+        return emails
+
 
 class Config(_Strict):
     """The whole config file."""
@@ -97,6 +122,16 @@ class Config(_Strict):
     protection: ProtectionSettings = Field(default_factory=ProtectionSettings)
     refresh_interval: Annotated[float, Field(ge=0.2, le=60)] = 1.0
     history_minutes: Annotated[int, Field(ge=1, le=1440)] = 10
+
+    @field_validator("database")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_url(value)
+
+    @field_validator("admins")
+    @classmethod
+    def _admin_names(cls, admins: list[str]) -> list[str]:
+        return [_user_name(name) for name in admins]
 
     @field_validator("hosts")
     @classmethod
@@ -173,9 +208,11 @@ def _describe(exc: ValidationError, text: str, source: str) -> str:
         if err["type"] == "extra_forbidden":
             what = f"unknown key {key!r}"
         else:
-            what = f"{key}: {err['msg']}" if key else str(err["msg"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            what = f"{key}: {msg}" if key else msg
             if "input" in err and err["type"] not in ("missing",):
-                what += f" (got {err['input']!r})"
+                name = next((str(p) for p in reversed(loc) if isinstance(p, str)), None)
+                what += f" (got {mask_secrets(repr(err['input']), name)})"
         messages.append(f"{where}: {what}")
     return "\n".join(messages)
 

@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
-import getpass
-
-from sqlalchemy.engine import make_url
+import os
+import pwd
 
 from hivetui import db
 from hivetui.booking import ReservationStore
 from hivetui.config import Config
-from hivetui.reservations import Limits
+from hivetui.reservations import Limits, ReservationError
+from hivetui.trust import is_user_name
+
+
+class UnknownUser(ReservationError):
+    """This process's uid has no usable account name, so it cannot book."""
 
 
 def current_user() -> str:
-    """The OS user running hivetui: the identity reservations are made under."""
-    return getpass.getuser()
+    """The account of this process's uid: the identity reservations are made under.
+
+    Never ``LOGNAME`` or ``USER``: anyone can set those to another person's name.
+    """
+    uid = os.getuid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        raise UnknownUser(
+            f"uid {uid} has no account name (no passwd entry), and reservations are made "
+            "under the account name: run hivetui as a user with an account"
+        ) from None
+    if not is_user_name(name):
+        raise UnknownUser(
+            f"the account name of uid {uid} ({name!r}) is not a valid user name "
+            "(letters, digits, . _ -; at most 32): run hivetui as another account"
+        )
+    return name
 
 
 async def open_store(config: Config) -> ReservationStore:
@@ -42,8 +62,9 @@ async def open_store(config: Config) -> ReservationStore:
         raise
     except Exception as exc:  # driver errors: refused, auth, unknown database
         await engine.dispose()
-        safe = make_url(url).render_as_string(hide_password=True)
-        raise db.DatabaseError(f"cannot open the database {safe}: {exc}") from None
+        raise db.DatabaseError(
+            f"cannot open the database {db.shown_url(url)}: {db.explain(exc)}"
+        ) from None
     limits = Limits(
         max_hours=config.reservations.max_hours,
         max_days_ahead=config.reservations.max_days_ahead,

@@ -35,6 +35,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from hivetui import files
+from hivetui.masking import mask_secrets
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_MS = 30_000
 
@@ -97,13 +100,68 @@ class DatabaseError(Exception):
     """The database cannot be used; the message says which and what to do."""
 
 
+# Drivers hivetui runs on (it is async throughout), and the one chosen for a URL that
+# names only the database kind or a synchronous driver.
+ASYNC_DRIVERS = {"sqlite": ("aiosqlite",), "postgresql": ("asyncpg", "psycopg", "psycopg_async")}
+DEFAULT_DRIVER = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+URL_FORMS = "sqlite+aiosqlite:////path/to/team.db or postgresql+asyncpg://USER@HOST:PORT/DATABASE"
+
+
+def default_database_path() -> Path:
+    """The default SQLite file: private to its owner (0600, in a 0700 folder)."""
+    return user_data_path("hivetui") / "hivetui.db"
+
+
 def default_database_url() -> str:
-    path = user_data_path("hivetui") / "hivetui.db"
-    return f"sqlite+aiosqlite:///{path}"
+    return f"sqlite+aiosqlite:///{default_database_path()}"
+
+
+def normalize_url(text: str) -> str:
+    """``text`` as a URL hivetui can open: ``postgresql://`` gets asyncpg, ``sqlite://`` aiosqlite.
+
+    Raises ``ValueError`` saying what is wrong and what to write (the config names
+    the file and line); the message never holds the URL's password.
+    """
+    try:
+        parsed = make_url(text)
+    except ValueError as exc:  # a port that is not a number
+        port = str(exc).rpartition(": ")[2]
+        raise ValueError(f"the port {port} is not a number; write {URL_FORMS}") from None
+    except Exception:  # sqlalchemy.exc.ArgumentError
+        raise ValueError(f"not a database URL; write {URL_FORMS}") from None
+    backend = parsed.get_backend_name()
+    if backend == "postgres":
+        backend = "postgresql"
+    if backend not in ASYNC_DRIVERS:
+        raise ValueError(f"hivetui keeps reservations in SQLite or PostgreSQL; write {URL_FORMS}")
+    driver = parsed.drivername.partition("+")[2]
+    if driver not in ASYNC_DRIVERS[backend]:
+        driver = DEFAULT_DRIVER[backend]
+    return parsed.set(drivername=f"{backend}+{driver}").render_as_string(hide_password=False)
+
+
+def shown_url(url: str) -> str:
+    """The URL as messages and logs show it: without its password."""
+    return mask_secrets(url)
+
+
+def explain(exc: BaseException) -> str:
+    """A driver error in one line: the driver's own words, without SQLAlchemy's help link
+    or a password."""
+    text = str(getattr(exc, "orig", None) or exc) or type(exc).__name__
+    return mask_secrets(text.strip().splitlines()[0][:300])
 
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (``None`` for other databases and in-memory ones)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser()
 
 
 def _sqlite_connect(busy_ms: int, dbapi_connection: Any, _record: Any) -> None:
@@ -124,20 +182,27 @@ def _sqlite_begin(conn: Connection) -> None:
 def make_engine(url: str, *, sqlite_busy_ms: int = SQLITE_BUSY_MS) -> AsyncEngine:
     """An engine for ``url``; for SQLite the file's folder is created.
 
-    ``sqlite_busy_ms``: how long a writer waits for another's lock before
-    giving up with "the database is busy".
+    The default SQLite file and its folder are made private (0600 and 0700), and
+    tightened when they exist with looser modes. ``sqlite_busy_ms``: how long a
+    writer waits for another's lock before giving up with "the database is busy".
     """
     try:
-        parsed = make_url(url)
-    except Exception as exc:  # sqlalchemy.exc.ArgumentError and friends
-        raise DatabaseError(f"database = {url!r} is not a database URL: {exc}") from None
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        url = normalize_url(url)
+    except ValueError as exc:
+        raise DatabaseError(f"database = {shown_url(url)!r}: {exc}") from None
+    parsed = make_url(url)
+    path = sqlite_path(url)
+    if path is not None:
+        try:
+            files.prepare_sqlite_file(path, private=path == default_database_path())
+        except files.FileProblem as exc:
+            raise DatabaseError(str(exc)) from None
         engine = create_async_engine(parsed, connect_args={"timeout": sqlite_busy_ms / 1000})
         event.listen(engine.sync_engine, "connect", partial(_sqlite_connect, sqlite_busy_ms))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
+    if parsed.get_backend_name() == "sqlite":  # in memory
+        return create_async_engine(parsed)
     return create_async_engine(parsed, pool_pre_ping=True)
 
 

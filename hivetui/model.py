@@ -19,6 +19,7 @@ class HostStatus(StrEnum):
     AUTH_FAILED = "auth failed"
     HOST_KEY_UNKNOWN = "host key unknown"
     HOST_KEY_CHANGED = "host key changed"
+    HOST_KEY_REVOKED = "host key revoked"  # marked @revoked in known_hosts
 
     @property
     def is_up(self) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 
 import asyncssh
 
+from hivetui.backends import ssh_policy
+from hivetui.backends.ssh_policy import ConnectPlan
 from hivetui.backends.transport import EXIT_MARK, CommandResult, CommandTimeout, HostUnavailable
 from hivetui.model import HostStatus
 
@@ -39,7 +40,9 @@ class SshTarget:
 
     @property
     def host(self) -> str:
-        return self.address or self.name
+        """What to connect to; an IPv6 address may be written ``[::1]`` as in URLs."""
+        host = self.address or self.name
+        return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
 def _expand(path: str) -> str:
@@ -54,25 +57,37 @@ class SshTransport:
         self._conn: asyncssh.SSHClientConnection | None = None
         self._lock = asyncio.Lock()
 
-    def _options(self) -> dict[str, Any]:
+    def _options(self, plan: ConnectPlan) -> dict[str, Any]:
         t = self.target
         opts: dict[str, Any] = {
             "connect_timeout": t.connect_timeout,
             "login_timeout": t.connect_timeout,
             "keepalive_interval": t.keepalive_interval,
             "keepalive_count_max": 3,
+            "username": plan.username,
+            "known_hosts": plan.known_hosts,
         }
         if t.port is not None:
             opts["port"] = t.port
-        if t.user is not None:
-            opts["username"] = t.user
-        if t.identity_file is not None:
-            opts["client_keys"] = [_expand(t.identity_file)]
+        if plan.client_keys is not None:
+            opts["client_keys"] = plan.client_keys
         if t.ssh_config is not None:
             opts["config"] = [_expand(t.ssh_config)]
-        if t.known_hosts is not None:
-            opts["known_hosts"] = _expand(t.known_hosts)
         return opts
+
+    def _plan(self) -> ConnectPlan:
+        t = self.target
+        try:
+            return ssh_policy.plan(
+                host=t.host,
+                port=t.port,
+                user=t.user,
+                identity_file=t.identity_file,
+                ssh_config=t.ssh_config,
+                known_hosts=t.known_hosts,
+            )
+        except ssh_policy.ConnectRefused as exc:
+            raise HostUnavailable(exc.status, str(exc)) from None
 
     @property
     def connected(self) -> bool:
@@ -82,40 +97,50 @@ class SshTransport:
         async with self._lock:
             if self.connected:
                 return
+            plan = self._plan()
             try:
-                self._conn = await asyncssh.connect(self.target.host, **self._options())
+                self._conn = await asyncssh.connect(self.target.host, **self._options(plan))
             except asyncssh.HostKeyNotVerifiable as exc:
-                raise await self._host_key_problem(exc) from None
+                raise await self._host_key_problem(exc, plan) from None
             except asyncssh.PermissionDenied:
+                ignored = "".join(
+                    f"; ignored {ssh_policy.unprotected_key(p)}" for p in plan.ignored_keys
+                )
                 raise HostUnavailable(
                     HostStatus.AUTH_FAILED,
-                    f"authentication failed as {self._user_at()}: check identity_file, "
-                    "ssh-agent (ssh-add -l) and the host's authorized_keys",
+                    f"authentication failed as {plan.username}@{self.target.host}: check "
+                    f"identity_file, ssh-agent (ssh-add -l) and the host's authorized_keys"
+                    f"{ignored}",
                 ) from None
             except (TimeoutError, asyncssh.Error, OSError, ValueError) as exc:
                 raise HostUnavailable(HostStatus.OFFLINE, _cause(exc)) from None
 
-    def _user_at(self) -> str:
-        user = self.target.user
-        return f"{user}@{self.target.host}" if user else self.target.host
-
     def _endpoint(self) -> str:
-        port = self.target.port
-        return f"[{self.target.host}]:{port}" if port and port != 22 else self.target.host
+        return ssh_policy.openssh_name(self.target.host, self.target.port)
 
-    async def _host_key_problem(self, exc: Exception) -> HostUnavailable:
-        """Tell an unknown key from a changed one, with the key the server showed."""
-        known = self.target.known_hosts or "~/.ssh/known_hosts"
-        changed = _known_hosts_has(_expand(known), self.target.host, self.target.port)
+    async def _host_key_problem(self, exc: Exception, plan: ConnectPlan) -> HostUnavailable:
+        """Tell an unknown key from a changed or revoked one, with the key the server showed."""
+        files = plan.known_hosts_found
+        known = files[0] if len(files) == 1 else (" or ".join(files) or "no known_hosts file")
         fingerprint = await self._server_fingerprint()
         shown = f" (server key {fingerprint})" if fingerprint else ""
-        if changed:
+        if "revoked" in str(exc):
+            return HostUnavailable(
+                HostStatus.HOST_KEY_REVOKED,
+                f"host key of {self._endpoint()}{shown} is marked @revoked in {known}: refused. "
+                "Ask the host's admin for its new key",
+            )
+        trusted = plan.known_hosts(self.target.host, "", self.target.port)[0]
+        if trusted:
             return HostUnavailable(
                 HostStatus.HOST_KEY_CHANGED,
                 f"HOST KEY CHANGED for {self._endpoint()}{shown}: refused. This may be an "
                 f"attack. If the host was really reinstalled, remove the old key with "
                 f"`ssh-keygen -f {known} -R '{self._endpoint()}'` and verify the new one",
             )
+        if not files:
+            where = ", ".join(plan.known_hosts_files) or "none (UserKnownHostsFile none)"
+            known = f"any known_hosts file (looked in: {where})"
         return HostUnavailable(
             HostStatus.HOST_KEY_UNKNOWN,
             f"host key of {self._endpoint()} is not in {known}{shown}: refused. Verify it "
@@ -202,16 +227,3 @@ def _cause(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or type(exc).__name__
-
-
-def _known_hosts_has(path: str, host: str, port: int | None) -> bool:
-    """Whether known_hosts holds any key for this host (then a mismatch means "changed")."""
-    if not os.path.exists(path):
-        return False
-    try:
-        known = asyncssh.read_known_hosts(path)
-        name = host if not port or port == 22 else f"[{host}]:{port}"
-        trusted = known.match(name, "", port or 22)[0]
-    except (asyncssh.Error, OSError, ValueError):
-        return False
-    return bool(trusted)
