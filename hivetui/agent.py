@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hivetui import db
 from hivetui.config import Config
 from hivetui.core import open_store
+from hivetui.files import FileIdentity
 from hivetui.guard import Guard
 from hivetui.hosts import build_fleet
 from hivetui.model import HostStatus
@@ -71,6 +72,7 @@ async def run_agent(
     """
     stop = stop or asyncio.Event()
     store = await open_store(config)
+    database = _database_file(config)
     fleet = build_fleet(config)
     guard = Guard(
         fleet, store, config.protection, clock=clock, command_timeout=config.ssh.command_timeout
@@ -80,6 +82,11 @@ async def run_agent(
     log.info("agent %s guarding %d host(s)", name, len(fleet.host_names))
     try:
         while not stop.is_set():
+            if database is not None and (gone := database.problem()):
+                raise db.DatabaseError(
+                    f"{gone} while the agent ran; it stops rather than write where nobody "
+                    "reads. Start it again to use the file now at that path"
+                )
             try:
                 found = await guard.check()
                 online = sum(s.status is HostStatus.ONLINE for s in fleet.snapshots())
@@ -90,7 +97,7 @@ async def run_agent(
                 await beat(store.engine, name, detail, int(clock()))
             except (db.DatabaseError, SQLAlchemyError) as exc:
                 # A locked or unreachable database costs one round, never the agent.
-                log.error("round failed: %s", str(exc).splitlines()[0][:300])
+                log.error("round failed: %s", db.explain(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
     finally:
@@ -99,11 +106,24 @@ async def run_agent(
         log.info("agent %s stopped", name)
 
 
+def _database_file(config: Config) -> FileIdentity | None:
+    """The SQLite file the agent writes to, as it was when opened (``None``: not SQLite)."""
+    path = db.sqlite_path(config.database or db.default_database_url())
+    if path is None:
+        return None
+    try:
+        return FileIdentity.of(path)
+    except OSError as exc:
+        raise db.DatabaseError(f"cannot read the database file {path}: {exc.strerror}") from None
+
+
 def main_agent(config: Config) -> int:
     """``hivetui agent``: run until SIGTERM or SIGINT; the exit status."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Alembic's "Context impl SQLiteImpl." and "Will assume ..." are for its own CLI.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.engine import Row, make_url
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -78,8 +78,7 @@ def _explain(exc: Exception, url: str) -> db.DatabaseError:
         return db.DatabaseError(
             "the database is busy (another program holds its lock): try again; nothing was changed"
         )
-    safe = make_url(url).render_as_string(hide_password=True)
-    return db.DatabaseError(f"database {safe}: {text.splitlines()[0][:200]}")
+    return db.DatabaseError(f"database {db.shown_url(url)}: {db.explain(exc)}")
 
 
 class ReservationStore:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,11 +27,14 @@ from hivetui.core import open_store
 from hivetui.db import DatabaseError
 from hivetui.guard import Guard
 from hivetui.hosts import build_fleet
+from hivetui.masking import mask_secrets
 from hivetui.model import HostSnapshot
 from hivetui.report import gpus_table, hosts_table, to_json
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
+EXIT_BUG = 70  # sysexits' EX_SOFTWARE: an error hivetui did not expect
+EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `cat` when `head` stops reading
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,19 +73,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def log_file() -> Path:
+    """Where the TUI logs, and where every command writes a traceback it did not expect."""
+    return user_log_path("hivetui") / "hivetui.log"
+
+
+def _file_handler() -> logging.Handler | None:
+    try:
+        log_file().parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file())
+    except OSError:
+        return None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return handler
+
+
 def _setup_logging(to_file: bool, level: int | None = None) -> None:
     """Log to a file: a TUI must never get log lines or tracebacks on its screen."""
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    # Alembic's "Context impl SQLiteImpl." and "Will assume ..." are for its own CLI.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if not to_file:
         logging.basicConfig(level=level or logging.ERROR, format="hivetui: %(message)s")
         return
-    log_dir = user_log_path("hivetui")
-    try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.FileHandler(log_dir / "hivetui.log")
-    except OSError:
-        handler = logging.NullHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler = _file_handler() or logging.NullHandler()
     logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
@@ -146,6 +162,54 @@ def _run_tui(loaded: LoadedConfig) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``hivetui`` command: its exit status. Never shows a traceback."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        return _pipe_closed()
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        return _unexpected(exc)
+    return code
+
+
+def _pipe_closed() -> int:
+    """The reader of our output went away (`| head`): stop quietly, as Unix tools do."""
+    # Python would flush stdout again at exit and complain about the closed pipe.
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return EXIT_PIPE
+
+
+def _unexpected(exc: Exception) -> int:
+    """One line on stderr; the traceback goes to the log file, never to the screen."""
+    log = logging.getLogger("hivetui")
+    handler = _file_handler()
+    if handler is not None:
+        log.addHandler(handler)
+    try:
+        log.propagate = False  # not to a stderr handler
+        log.error("unexpected error", exc_info=exc)
+    finally:
+        log.propagate = True
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+    what = mask_secrets(str(exc).splitlines()[0][:200] if str(exc) else "")
+    where = f"the traceback is in {log_file()}" if handler else "and the log cannot be written"
+    print(
+        f"hivetui: unexpected error: {type(exc).__name__}{': ' + what if what else ''} "
+        f"({where}; please report it)",
+        file=sys.stderr,
+    )
+    return EXIT_BUG
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "tui"
     _setup_logging(to_file=command == "tui", level=logging.INFO if command == "agent" else None)
@@ -168,8 +232,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hivetui: config error:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except KeyboardInterrupt:
-        return 130
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ constraint on PostgreSQL), whatever the client does.
 
 from __future__ import annotations
 
+import sqlite3
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,19 @@ def _sqlite_connect(busy_ms: int, dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_open_check(path: Path, *_: Any) -> None:
+    """Open the file once with the plain driver before aiosqlite does.
+
+    A failed aiosqlite connect leaves its worker thread to finish after the
+    event loop may have closed, which prints a thread traceback on some runs;
+    a file that cannot be opened fails here instead, the same way every time.
+    """
+    try:
+        sqlite3.connect(path).close()
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot open the database file {path}: {exc}") from None
+
+
 def _sqlite_begin(conn: Connection) -> None:
     mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
     conn.exec_driver_sql(f"BEGIN {mode}")
@@ -198,6 +212,7 @@ def make_engine(url: str, *, sqlite_busy_ms: int = SQLITE_BUSY_MS) -> AsyncEngin
         except files.FileProblem as exc:
             raise DatabaseError(str(exc)) from None
         engine = create_async_engine(parsed, connect_args={"timeout": sqlite_busy_ms / 1000})
+        event.listen(engine.sync_engine, "do_connect", partial(_sqlite_open_check, path))
         event.listen(engine.sync_engine, "connect", partial(_sqlite_connect, sqlite_busy_ms))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine

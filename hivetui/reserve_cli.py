@@ -16,8 +16,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from hivetui import db
 from hivetui.booking import ReservationStore
 from hivetui.config import Config, HostConfig, LoadedConfig
@@ -370,7 +368,7 @@ _RESERVE: dict[str, Handler] = {
 
 async def _db(action: str, config: Config) -> int:
     url = config.database or db.default_database_url()
-    safe = make_url(url).render_as_string(hide_password=True) if "://" in url else url
+    safe = db.shown_url(url)
     engine = db.make_engine(url)
     try:
         before = await db.current_revision(engine)
@@ -394,7 +392,6 @@ async def _db(action: str, config: Config) -> int:
     except db.DatabaseError:
         raise
     except Exception as exc:  # driver errors: refused, auth, unknown database, read-only
-        text = str(getattr(exc, "orig", exc)) or type(exc).__name__
-        raise db.DatabaseError(f"cannot use the database {safe}: {text.splitlines()[0]}") from None
+        raise db.DatabaseError(f"cannot use the database {safe}: {db.explain(exc)}") from None
     finally:
         await engine.dispose()

@@ -2,7 +2,8 @@
 
 The real entry point in a subprocess, real sshd hosts for the GPU uuids, and
 a SQLite file the test migrates itself with ``hivetui db upgrade``. Users are
-told apart the way :func:`hivetui.core.current_user` does: ``LOGNAME``/``USER``.
+told apart the way :func:`hivetui.core.current_user` does: by uid (each command
+runs as that account, see tests/accounts.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from hivetui.db import head_revision
+from tests.accounts import as_account
 from tests.sshd import TestFleet, free_port, load_state
 
 TZ = "Asia/Kolkata"  # +05:30 all year: local times differ from UTC, and by a half hour
@@ -30,7 +32,7 @@ def hivetui(config: Path, *args: str, user: str, tz: str = TZ) -> subprocess.Com
     env = {**os.environ, "LOGNAME": user, "USER": user, "TZ": tz}
     env.pop("HIVETUI_CONFIG", None)
     result = subprocess.run(
-        [sys.executable, "-m", "hivetui", "--config", str(config), *args],
+        as_account(user, [sys.executable, "-m", "hivetui", "--config", str(config), *args]),
         capture_output=True,
         text=True,
         timeout=60,
@@ -108,15 +110,23 @@ def test_db_upgrade_and_status(ssh_fleet: TestFleet, tmp_path: Path) -> None:
 
 
 def test_bad_database_url_is_a_clear_error(ssh_fleet: TestFleet, tmp_path: Path) -> None:
+    """A database that cannot be opened: the same clear message on every run.
+
+    A SQLite "file" that is a folder used to fail inside aiosqlite's thread, which
+    printed that thread's traceback on some runs; it now fails before the thread.
+    URLs that are not database URLs are config errors (tests/test_cli_guards.py).
+    """
     ssh_fleet.add("gpu01", "a10x4")
     closed = f"postgresql+asyncpg://hive:s3cret@127.0.0.1:{free_port()}/team"
-    for url in ("nonsense", f"sqlite+aiosqlite:///{tmp_path}", closed):
+    cases = {f"sqlite+aiosqlite:///{tmp_path}": "unable to open database file", closed: "***"}
+    for url, why in cases.items():
         rig = Rig(ssh_fleet.write_config(database=url), {}, url)
-        for args in (("db", "upgrade"), ("db", "status"), ("reserve", "list")):
-            result = rig.run(*args)
+        for args in (("db", "upgrade"), ("db", "status"), ("reserve", "list")) * 2:
+            result = rig.run(*args)  # asserts that no traceback was printed
             assert result.returncode == 2, (url, args, result.stdout)
-            assert "hivetui: database error: " in result.stderr
+            assert "hivetui: database error: " in result.stderr and why in result.stderr
             assert "s3cret" not in result.stderr  # passwords are never printed
+            assert "Exception in thread" not in result.stderr
 
 
 def test_add_list_json_env_cancel(rig: Rig) -> None:
