@@ -98,8 +98,15 @@ class SshTransport:
             if self.connected:
                 return
             plan = self._plan()
+            options = self._options(plan)
+            agent = None
+            if plan.client_keys == []:
+                # asyncssh reads an empty key list as "the default keys", the very
+                # files just refused: offer the agent's keys, or none at all.
+                agent, keys = await ssh_policy.agent_keys()
+                options["client_keys"] = keys or None
             try:
-                self._conn = await asyncssh.connect(self.target.host, **self._options(plan))
+                self._conn = await asyncssh.connect(self.target.host, **options)
             except asyncssh.HostKeyNotVerifiable as exc:
                 raise await self._host_key_problem(exc, plan) from None
             except asyncssh.PermissionDenied:
@@ -114,6 +121,9 @@ class SshTransport:
                 ) from None
             except (TimeoutError, asyncssh.Error, OSError, ValueError) as exc:
                 raise HostUnavailable(HostStatus.OFFLINE, _cause(exc)) from None
+            finally:
+                if agent is not None:
+                    agent.close()
 
     def _endpoint(self) -> str:
         return ssh_policy.openssh_name(self.target.host, self.target.port)

@@ -54,7 +54,9 @@ class ConnectPlan:
     known_hosts_files: list[str]  # where trusted keys were looked for
     known_hosts_found: list[str]  # those of them that exist
     known_hosts: KnownHostsMatch
-    client_keys: list[str] | None  # None: asyncssh's default keys (all of them safe)
+    # None: asyncssh's default keys (all of them safe); []: every key file was unsafe,
+    # only the ssh-agent's keys may be tried.
+    client_keys: list[str] | None
     ignored_keys: list[str] = field(default_factory=list)  # left out: readable by others
 
 
@@ -169,6 +171,23 @@ def _client_keys(identity_file: str | None, config: Any) -> tuple[list[str] | No
     if not ignored:
         return None, []  # asyncssh loads the same keys itself
     return [p for p in present if p not in ignored], ignored
+
+
+async def agent_keys() -> tuple[asyncssh.SSHAgentClient | None, list[Any]]:
+    """The ssh-agent's keys, and the open agent client that signs with them (close it)."""
+    if not os.environ.get("SSH_AUTH_SOCK"):
+        return None, []
+    try:
+        agent = await asyncssh.connect_agent()
+    except (OSError, asyncssh.Error, ValueError):
+        return None, []
+    if agent is None:
+        return None, []
+    try:
+        return agent, list(await agent.get_keys())
+    except (OSError, asyncssh.Error, ValueError):
+        agent.close()
+        return None, []
 
 
 def plan(
