@@ -180,3 +180,29 @@ async def test_default_login_name_comes_from_the_uid(
         assert snap.status is HostStatus.AUTH_FAILED and "as root@" in (snap.error or "")
     else:
         assert snap.status is HostStatus.ONLINE, snap.error
+
+
+async def test_jump_host_gets_the_same_host_key_rules(ssh_fleet: TestFleet) -> None:
+    """A ProxyJump host whose config says ``UserKnownHostsFile none`` is not trusted blindly."""
+    jump = ssh_fleet.add("bastion")
+    target = ssh_fleet.add("gpu01")
+    ssh_fleet.ssh_config.write_text(
+        f"Host bastion\n  HostName 127.0.0.1\n  Port {jump.port}\n  User {ssh_fleet.user}\n"
+        f"  IdentityFile {ssh_fleet.client_key}\n  UserKnownHostsFile none\n"
+        f"Host gpu01\n  HostName 127.0.0.1\n  Port {target.port}\n  User {ssh_fleet.user}\n"
+        f"  IdentityFile {ssh_fleet.client_key}\n  ProxyJump bastion\n"
+    )
+    text = (
+        f'[[hosts]]\nname = "gpu01"\n[ssh]\nconfig = "{ssh_fleet.ssh_config}"\n'
+        f'known_hosts = "{ssh_fleet.known_hosts}"\nconnect_timeout = 5.0\n'
+    )
+    snap = await one(text)
+    assert snap.status is HostStatus.HOST_KEY_UNKNOWN, snap
+    assert (snap.error or "").startswith("jump host bastion: host key of ")
+    # With the bastion's key where its config says to look, the hop is made.
+    fixed = ssh_fleet.ssh_config.read_text().replace(
+        "UserKnownHostsFile none", f"UserKnownHostsFile {ssh_fleet.known_hosts}"
+    )
+    ssh_fleet.ssh_config.write_text(fixed)
+    snap = await one(text)
+    assert snap.status is HostStatus.ONLINE and snap.gpus, snap.error

@@ -93,6 +93,27 @@ async def test_keys_from_ssh_agent(
     assert snap.status is HostStatus.AUTH_FAILED
 
 
+async def test_agent_keys_still_work_when_the_key_file_is_unprotected(
+    ssh_fleet: TestFleet, agent: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The default key file is refused (mode 0644), as OpenSSH does; the agent's key is not."""
+    host = ssh_fleet.add("gpu01")
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    key = home / ".ssh" / "id_ed25519"
+    key.write_bytes(ssh_fleet.client_key.read_bytes())
+    key.chmod(0o644)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("SSH_AUTH_SOCK", agent)
+    text = ssh_config_fleet(ssh_fleet, alias("gpu01", host, ssh_fleet), ["gpu01"])
+    (snap,) = await sweep_config(text, 10)
+    assert snap.status is HostStatus.ONLINE, snap.error
+    monkeypatch.delenv("SSH_AUTH_SOCK")
+    (snap,) = await sweep_config(text, 10)
+    assert snap.status is HostStatus.AUTH_FAILED
+    assert f"ignored UNPROTECTED PRIVATE KEY FILE {key}" in (snap.error or "")
+
+
 async def test_host_that_accepts_but_never_answers_times_out_alone(
     ssh_fleet: TestFleet,
 ) -> None:

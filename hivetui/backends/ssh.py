@@ -57,38 +57,6 @@ class SshTransport:
         self._conn: asyncssh.SSHClientConnection | None = None
         self._lock = asyncio.Lock()
 
-    def _options(self, plan: ConnectPlan) -> dict[str, Any]:
-        t = self.target
-        opts: dict[str, Any] = {
-            "connect_timeout": t.connect_timeout,
-            "login_timeout": t.connect_timeout,
-            "keepalive_interval": t.keepalive_interval,
-            "keepalive_count_max": 3,
-            "username": plan.username,
-            "known_hosts": plan.known_hosts,
-        }
-        if t.port is not None:
-            opts["port"] = t.port
-        if plan.client_keys is not None:
-            opts["client_keys"] = plan.client_keys
-        if t.ssh_config is not None:
-            opts["config"] = [_expand(t.ssh_config)]
-        return opts
-
-    def _plan(self) -> ConnectPlan:
-        t = self.target
-        try:
-            return ssh_policy.plan(
-                host=t.host,
-                port=t.port,
-                user=t.user,
-                identity_file=t.identity_file,
-                ssh_config=t.ssh_config,
-                known_hosts=t.known_hosts,
-            )
-        except ssh_policy.ConnectRefused as exc:
-            raise HostUnavailable(exc.status, str(exc)) from None
-
     @property
     def connected(self) -> bool:
         return self._conn is not None and not self._conn.is_closed()
@@ -97,75 +65,7 @@ class SshTransport:
         async with self._lock:
             if self.connected:
                 return
-            plan = self._plan()
-            options = self._options(plan)
-            agent = None
-            if plan.client_keys == []:
-                # asyncssh reads an empty key list as "the default keys", the very
-                # files just refused: offer the agent's keys, or none at all.
-                agent, keys = await ssh_policy.agent_keys()
-                options["client_keys"] = keys or None
-            try:
-                self._conn = await asyncssh.connect(self.target.host, **options)
-            except asyncssh.HostKeyNotVerifiable as exc:
-                raise await self._host_key_problem(exc, plan) from None
-            except asyncssh.PermissionDenied:
-                ignored = "".join(
-                    f"; ignored {ssh_policy.unprotected_key(p)}" for p in plan.ignored_keys
-                )
-                raise HostUnavailable(
-                    HostStatus.AUTH_FAILED,
-                    f"authentication failed as {plan.username}@{self.target.host}: check "
-                    f"identity_file, ssh-agent (ssh-add -l) and the host's authorized_keys"
-                    f"{ignored}",
-                ) from None
-            except (TimeoutError, asyncssh.Error, OSError, ValueError) as exc:
-                raise HostUnavailable(HostStatus.OFFLINE, _cause(exc)) from None
-            finally:
-                if agent is not None:
-                    agent.close()
-
-    def _endpoint(self) -> str:
-        return ssh_policy.openssh_name(self.target.host, self.target.port)
-
-    async def _host_key_problem(self, exc: Exception, plan: ConnectPlan) -> HostUnavailable:
-        """Tell an unknown key from a changed or revoked one, with the key the server showed."""
-        files = plan.known_hosts_found
-        known = files[0] if len(files) == 1 else (" or ".join(files) or "no known_hosts file")
-        fingerprint = await self._server_fingerprint()
-        shown = f" (server key {fingerprint})" if fingerprint else ""
-        if "revoked" in str(exc):
-            return HostUnavailable(
-                HostStatus.HOST_KEY_REVOKED,
-                f"host key of {self._endpoint()}{shown} is marked @revoked in {known}: refused. "
-                "Ask the host's admin for its new key",
-            )
-        trusted = plan.known_hosts(self.target.host, "", self.target.port)[0]
-        if trusted:
-            return HostUnavailable(
-                HostStatus.HOST_KEY_CHANGED,
-                f"HOST KEY CHANGED for {self._endpoint()}{shown}: refused. This may be an "
-                f"attack. If the host was really reinstalled, remove the old key with "
-                f"`ssh-keygen -f {known} -R '{self._endpoint()}'` and verify the new one",
-            )
-        if not files:
-            where = ", ".join(plan.known_hosts_files) or "none (UserKnownHostsFile none)"
-            known = f"any known_hosts file (looked in: {where})"
-        return HostUnavailable(
-            HostStatus.HOST_KEY_UNKNOWN,
-            f"host key of {self._endpoint()} is not in {known}{shown}: refused. Verify it "
-            f"with the host's admin, then connect once with `ssh` to add it",
-        )
-
-    async def _server_fingerprint(self) -> str | None:
-        try:
-            key = await asyncio.wait_for(
-                asyncssh.get_server_host_key(self.target.host, self.target.port or 22),
-                self.target.connect_timeout,
-            )
-        except (TimeoutError, asyncssh.Error, OSError):
-            return None
-        return None if key is None else f"{key.get_algorithm()} {key.get_fingerprint()}"
+            self._conn = await _open(self.target)
 
     async def _require(self) -> asyncssh.SSHClientConnection:
         if not self.connected:
@@ -217,6 +117,161 @@ class SshTransport:
 
     async def close(self) -> None:
         await self._drop()
+
+
+MAX_JUMPS = 8  # ProxyJump chains longer than this are a loop in the ssh config
+
+
+def _options(t: SshTarget, plan: ConnectPlan) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "connect_timeout": t.connect_timeout,
+        "login_timeout": t.connect_timeout,
+        "keepalive_interval": t.keepalive_interval,
+        "keepalive_count_max": 3,
+        "username": plan.username,
+        "known_hosts": plan.known_hosts,
+    }
+    if t.port is not None:
+        opts["port"] = t.port
+    if plan.client_keys is not None:
+        opts["client_keys"] = plan.client_keys
+    if t.ssh_config is not None:
+        opts["config"] = [_expand(t.ssh_config)]
+    return opts
+
+
+def _plan(t: SshTarget) -> ConnectPlan:
+    try:
+        return ssh_policy.plan(
+            host=t.host,
+            port=t.port,
+            user=t.user,
+            identity_file=t.identity_file,
+            ssh_config=t.ssh_config,
+            known_hosts=t.known_hosts,
+        )
+    except ssh_policy.ConnectRefused as exc:
+        raise HostUnavailable(exc.status, str(exc)) from None
+
+
+async def _open(
+    t: SshTarget, tunnel: asyncssh.SSHClientConnection | None = None, jumps: int = 0
+) -> asyncssh.SSHClientConnection:
+    """One connection to ``t``, its ProxyJump hosts opened under the same rules first.
+
+    asyncssh would open a ProxyJump host from the ssh config alone, with its
+    looser host key and key file rules; hivetui opens each hop itself.
+    """
+    plan = _plan(t)
+    options = _options(t, plan)
+    if tunnel is None and plan.proxy_jump and jumps < MAX_JUMPS:
+        tunnel = await _open_jumps(t, plan.proxy_jump, jumps)
+    if tunnel is not None:
+        options["tunnel"] = tunnel
+    agent = None
+    if plan.client_keys == []:
+        # asyncssh reads an empty key list as "the default keys", the very files
+        # just refused: offer the agent's keys, or none at all.
+        agent, keys = await ssh_policy.agent_keys()
+        options["client_keys"] = keys or None
+    try:
+        conn = await asyncssh.connect(t.host, **options)
+    except BaseException as exc:
+        if tunnel is not None:
+            tunnel.close()
+        if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+            raise await _host_key_problem(t, exc, plan) from None
+        if isinstance(exc, asyncssh.PermissionDenied):
+            ignored = "".join(
+                f"; ignored {ssh_policy.unprotected_key(p)}" for p in plan.ignored_keys
+            )
+            raise HostUnavailable(
+                HostStatus.AUTH_FAILED,
+                f"authentication failed as {plan.username}@{t.host}: check identity_file, "
+                f"ssh-agent (ssh-add -l) and the host's authorized_keys{ignored}",
+            ) from None
+        if isinstance(exc, (TimeoutError, asyncssh.Error, OSError, ValueError)):
+            raise HostUnavailable(HostStatus.OFFLINE, _cause(exc)) from None
+        raise
+    finally:
+        if agent is not None:
+            agent.close()
+    if tunnel is not None:
+        conn.set_tunnel(tunnel)  # closed with the connection it carries
+    return conn
+
+
+async def _open_jumps(t: SshTarget, spec: str, jumps: int) -> asyncssh.SSHClientConnection:
+    conn: asyncssh.SSHClientConnection | None = None
+    for hop in spec.split(","):
+        user, _, where = hop.strip().rpartition("@")
+        host, port = _host_port(where)
+        hop_target = SshTarget(
+            name=host,
+            port=port,
+            user=user or None,
+            ssh_config=t.ssh_config,
+            connect_timeout=t.connect_timeout,
+            keepalive_interval=t.keepalive_interval,
+        )
+        try:
+            next_conn = await _open(hop_target, conn, jumps + 1)
+        except HostUnavailable as exc:
+            if conn is not None:
+                conn.close()
+            raise HostUnavailable(exc.status, f"jump host {hop}: {exc.message}") from None
+        if conn is not None:
+            next_conn.set_tunnel(conn)
+        conn = next_conn
+    assert conn is not None
+    return conn
+
+
+def _host_port(text: str) -> tuple[str, int | None]:
+    """``host``, ``host:port`` or ``[v6]:port``, as ProxyJump writes them."""
+    if text.startswith("[") and "]" in text:
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    host, colon, port = text.partition(":")
+    return (host, int(port)) if colon and port.isdigit() else (text, None)
+
+
+async def _host_key_problem(t: SshTarget, exc: Exception, plan: ConnectPlan) -> HostUnavailable:
+    """Tell an unknown key from a changed or revoked one, with the key the server showed."""
+    endpoint = ssh_policy.openssh_name(plan.hostname, plan.port)
+    files = plan.known_hosts_found
+    known = files[0] if len(files) == 1 else (" or ".join(files) or "no known_hosts file")
+    fingerprint = await _server_fingerprint(plan.hostname, plan.port, t.connect_timeout)
+    shown = f" (server key {fingerprint})" if fingerprint else ""
+    if "revoked" in str(exc):
+        return HostUnavailable(
+            HostStatus.HOST_KEY_REVOKED,
+            f"host key of {endpoint}{shown} is marked @revoked in {known}: refused. "
+            "Ask the host's admin for its new key",
+        )
+    if plan.known_hosts(plan.hostname, "", plan.port)[0]:
+        return HostUnavailable(
+            HostStatus.HOST_KEY_CHANGED,
+            f"HOST KEY CHANGED for {endpoint}{shown}: refused. This may be an "
+            f"attack. If the host was really reinstalled, remove the old key with "
+            f"`ssh-keygen -f {known} -R '{endpoint}'` and verify the new one",
+        )
+    if not files:
+        where = ", ".join(plan.known_hosts_files) or "none (UserKnownHostsFile none)"
+        known = f"any known_hosts file (looked in: {where})"
+    return HostUnavailable(
+        HostStatus.HOST_KEY_UNKNOWN,
+        f"host key of {endpoint} is not in {known}{shown}: refused. Verify it "
+        f"with the host's admin, then connect once with `ssh` to add it",
+    )
+
+
+async def _server_fingerprint(host: str, port: int | None, timeout: float) -> str | None:
+    try:
+        key = await asyncio.wait_for(asyncssh.get_server_host_key(host, port or 22), timeout)
+    except (TimeoutError, asyncssh.Error, OSError):
+        return None
+    return None if key is None else f"{key.get_algorithm()} {key.get_fingerprint()}"
 
 
 def _text(value: object) -> str:

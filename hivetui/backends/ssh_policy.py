@@ -51,6 +51,9 @@ class ConnectPlan:
     """The options hivetui itself resolved for one connection."""
 
     username: str
+    hostname: str  # the HostName the ssh config gives (else the name itself)
+    port: int | None
+    proxy_jump: str | None
     known_hosts_files: list[str]  # where trusted keys were looked for
     known_hosts_found: list[str]  # those of them that exist
     known_hosts: KnownHostsMatch
@@ -214,4 +217,17 @@ def plan(
     keys, ignored = _client_keys(identity_file, config)
     username = user or config.get("User", None) or local_user()
     found = [f for f in files if os.path.isfile(f)]
-    return ConnectPlan(str(username), files, found, trusted, keys, ignored)
+    hostname = str(config.get("Hostname", None) or host)
+    real_port = port or config.get("Port", None)
+    jump = config.get("ProxyJump", None)
+    return ConnectPlan(
+        str(username),
+        hostname,
+        int(real_port) if real_port else None,
+        str(jump) if jump else None,
+        files,
+        found,
+        trusted,
+        keys,
+        ignored,
+    )
