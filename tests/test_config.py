@@ -124,3 +124,59 @@ def test_starter_config_is_valid_and_not_overwritten(tmp_path: Path) -> None:
     )
     config = parse_config(uncommented, "starter")
     assert [h.name for h in config.hosts] == ["gpu01", "gpu02"]
+
+
+def test_secrets_are_masked_in_config_errors() -> None:
+    cases = [
+        ('database = "postgresql://hive:s3cret@db:port/team"\n', "hive:***@db"),
+        ('[protection]\nsmtp_password_env = ["s3cret"]\n', "(got ***)"),
+        ('admins = ["alice"]\nemails = 3\n', "unknown key"),
+        ('[protection]\nsmtp_password = "s3cret"\n', "unknown key 'protection.smtp_password'"),
+        ('hosts = { name = "a", password = "s3cret" }\n', "'password': '***'"),
+    ]
+    for text, shown in cases:
+        with pytest.raises(ConfigError) as err:
+            parse_config(text, "c.toml")
+        assert "s3cret" not in str(err.value) and shown in str(err.value), str(err.value)
+
+
+def test_user_names_in_the_config_are_checked() -> None:
+    for text, key in (
+        ('admins = ["alice", "-rf"]\n', "c.toml:1: admins: '-rf' is not a user name"),
+        ('[protection]\nemails = { "a b" = "x@y" }\n', "c.toml:2: protection.emails: 'a b'"),
+        ('[[hosts]]\nname = "g"\nuser = "x\\ny"\n', "c.toml:3: hosts[0].user: 'x\\ny'"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            parse_config(text, "c.toml")
+        assert key in str(err.value), str(err.value)
+    ok = parse_config('admins = ["alice", "svc-backup.1", "MACHINE$"]\n', "c.toml")
+    assert ok.admins == ["alice", "svc-backup.1", "MACHINE$"]
+
+
+def test_database_urls_get_the_async_driver() -> None:
+    for given, used in (
+        ("postgresql://hive@db/team", "postgresql+asyncpg://hive@db/team"),
+        ("postgres://hive@db/team", "postgresql+asyncpg://hive@db/team"),
+        ("postgresql+psycopg2://hive@db/team", "postgresql+asyncpg://hive@db/team"),
+        ("postgresql+asyncpg://hive@db:5433/team", "postgresql+asyncpg://hive@db:5433/team"),
+        ("sqlite:////srv/team.db", "sqlite+aiosqlite:////srv/team.db"),
+        ("sqlite+aiosqlite:////srv/team.db", "sqlite+aiosqlite:////srv/team.db"),
+    ):
+        assert parse_config(f'database = "{given}"\n', "c.toml").database == used
+
+
+def test_mask_secrets_covers_urls_queries_and_keys() -> None:
+    from hivetui.masking import mask_secrets
+
+    assert mask_secrets("postgresql://hive:s3cret@db/x") == "postgresql://hive:***@db/x"
+    assert mask_secrets("postgresql://hive:p@ss@db/x") == "postgresql://hive:***@db/x"
+    assert mask_secrets("x://db/t?sslmode=require&password=s3cret") == (
+        "x://db/t?sslmode=require&password=***"
+    )
+    assert mask_secrets("{'smtp_password': 's3cret'}") == "{'smtp_password': '***'}"
+    assert mask_secrets("PGPASSWORD=s3cret psql") == "PGPASSWORD=*** psql"
+    assert mask_secrets("anything", key="api_token") == "***"
+    assert mask_secrets("sqlite+aiosqlite:////srv/team.db") == "sqlite+aiosqlite:////srv/team.db"
+    assert mask_secrets("authentication failed for user hive") == (
+        "authentication failed for user hive"
+    )
