@@ -97,3 +97,37 @@ async def test_main_agent_stops_cleanly_on_sigterm(ssh_fleet: TestFleet, tmp_pat
     err = log.read_text()
     assert proc.returncode == 0, err
     assert "guarding 1 host(s)" in err and "stopped" in err
+
+
+async def test_agent_stops_when_its_database_file_is_replaced(
+    ssh_fleet: TestFleet, tmp_path: Path
+) -> None:
+    """A file moved over the database (a restore, a second `db upgrade` elsewhere) is
+    not the file the agent opened: it stops instead of writing to the old one."""
+    ssh_fleet.add("gpu01")
+    path = tmp_path / "team.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    for target in (path, tmp_path / "restored.db"):
+        engine = db.make_engine(f"sqlite+aiosqlite:///{target}")
+        await db.upgrade(engine)
+        await engine.dispose()
+    config = parse_config(ssh_fleet.config_toml(database=url), "agent.toml")
+    task = asyncio.create_task(run_agent(config, stop=asyncio.Event(), interval=0.2))
+    engine = db.make_engine(url)
+    try:
+        for _ in range(150):
+            if agent_name() in await heartbeats(engine):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the agent never wrote a heartbeat")
+    finally:
+        await engine.dispose()
+    (tmp_path / "restored.db").replace(path)
+    try:
+        await asyncio.wait_for(task, 30)
+    except db.DatabaseError as exc:
+        assert f"the database file {path} was replaced by another file" in str(exc)
+        assert "Start it again" in str(exc)
+    else:
+        raise AssertionError("the agent kept running on a replaced file")
