@@ -135,6 +135,8 @@ def _options(t: SshTarget, plan: ConnectPlan) -> dict[str, Any]:
         opts["port"] = t.port
     if plan.client_keys is not None:
         opts["client_keys"] = plan.client_keys
+        # Our list stands in for asyncssh's defaults, which skip keys with a passphrase.
+        opts["ignore_encrypted"] = t.identity_file is None
     if t.ssh_config is not None:
         opts["config"] = [_expand(t.ssh_config)]
     return opts

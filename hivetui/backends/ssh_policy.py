@@ -65,7 +65,12 @@ class ConnectPlan:
 
 def local_user() -> str:
     """The account name of our uid: OpenSSH's default login name."""
-    return pwd.getpwuid(os.getuid()).pw_name
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        raise ConnectRefused(
+            f"uid {os.getuid()} has no account name: set `user` for this host in the config"
+        ) from None
 
 
 def openssh_name(host: str, port: int | None) -> str:
