@@ -71,10 +71,10 @@ def prepare_sqlite_file(path: Path, *, private: bool) -> None:
         ) from None
     if private:
         _tighten(folder, PRIVATE_DIR)
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if not path.exists() and not os.access(folder, os.W_OK | os.X_OK):
         raise FileProblem(
-            f"the folder {folder} is not writable, and SQLite keeps its lock files beside "
-            f"the database {path.name}: make it writable, or set `database` in the config"
+            f"the folder {folder} is not writable, so the database {path.name} cannot be "
+            "created there: make it writable, or set `database` in the config"
         )
     if not private:
         return
