@@ -8,7 +8,7 @@ rows, and turns database failures into messages a person can act on.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -276,11 +276,19 @@ class ReservationStore:
         duration: timedelta,
         hosts: Iterable[str] | None = None,
         after: datetime | None = None,
+        in_use: Collection[str] = frozenset(),
     ) -> FreeSlot | None:
-        start = utc(after) if after is not None else self.now()
+        """The earliest free slot (see :func:`hivetui.reservations.find_free`).
+
+        ``in_use``: uuids of GPUs busy right now (``gpus_in_use`` of the live
+        snapshots); they count only for a slot that starts now.
+        """
+        now = self.now()
+        start = utc(after) if after is not None else now
         horizon = timedelta(days=self.limits.max_days_ahead)
         existing = await self.list_reservations(start=start, end=start + horizon + duration)
-        return find_free(existing, gpus, count, duration, start, hosts, horizon)
+        busy = in_use if start <= now else frozenset()
+        return find_free(existing, gpus, count, duration, start, hosts, horizon, busy)
 
     # -- events --------------------------------------------------------------
     async def record_event(

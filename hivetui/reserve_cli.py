@@ -32,6 +32,9 @@ from hivetui.reservations import (
     Reservation,
     ReservationError,
     cuda_visible_devices,
+    gpus_in_use,
+    in_use_note,
+    plural,
 )
 from hivetui.timeparse import parse_duration, parse_when
 
@@ -207,16 +210,22 @@ async def _sweep(
         await fleet.stop()
 
 
+def _unbookable(snap: HostSnapshot) -> str | None:
+    """Why the GPUs of ``snap`` cannot be booked (a phrase after "host NAME"), or None."""
+    if not snap.status.is_up:
+        return f"is {snap.status.value}" + (f": {snap.error}" if snap.error else "")
+    if snap.gpu_availability is GpuAvailability.OK and snap.gpus:
+        return None
+    if snap.gpu_availability in (GpuAvailability.OK, GpuAvailability.NO_GPU):
+        return "has no NVIDIA GPU" + (f" ({snap.gpu_error})" if snap.gpu_error else "")
+    return f"did not list its GPUs: {snap.gpu_error or snap.gpu_availability.value}"
+
+
 def _gpus_of(snap: HostSnapshot) -> list[GpuRef]:
     """The host's GPUs; a UsageError saying why when they cannot be read."""
-    if not snap.status.is_up:
-        why = f": {snap.error}" if snap.error else ""
-        raise UsageError(
-            f"host {snap.name} is {snap.status.value}{why}: its GPUs cannot be read to book them"
-        )
-    if snap.gpu_availability is not GpuAvailability.OK or not snap.gpus:
-        why = snap.gpu_error or snap.gpu_availability.value
-        raise UsageError(f"host {snap.name} has no GPU to book: {why}")
+    why = _unbookable(snap)
+    if why is not None:
+        raise UsageError(f"host {snap.name} {why}: nothing there can be booked now")
     return [GpuRef(snap.name, g.index, g.uuid) for g in snap.gpus]
 
 
@@ -318,24 +327,30 @@ async def _free(store: ReservationStore, config: Config, args: argparse.Namespac
         raise UsageError("--hours must be more than 0")
     after = _when(args.after, "--after", _now()) if args.after else None
     hosts = [_host_config(config, args.host)] if args.host is not None else config.effective_hosts
+    snaps = await _sweep(config, hosts, args.timeout)
     gpus: list[GpuRef] = []
-    for snap in await _sweep(config, hosts, args.timeout):
-        try:
-            gpus += _gpus_of(snap)
-        except UsageError as exc:
-            if args.host is not None:
-                raise
-            print(f"hivetui: skipping {exc}", file=sys.stderr)
+    for snap in snaps:
+        why = _unbookable(snap)
+        if why is not None and args.host is None:
+            print(f"hivetui: skipping host {snap.name}, which {why}", file=sys.stderr)
+            continue
+        gpus += _gpus_of(snap)
     duration = timedelta(hours=args.hours)
-    slot = await store.find_free(gpus, args.gpus, duration, after=after)
+    busy = gpus_in_use(snaps)
+    slot = await store.find_free(gpus, args.gpus, duration, after=after, in_use=busy)
     if slot is None:
         where = f"on {args.host}" if args.host else "on one host"
+        what = "no GPU" if args.gpus == 1 else f"no {args.gpus} GPUs"
+        verb = "is free" if args.gpus == 1 else "are free together"
         raise NoSlot(
-            f"no {args.gpus} GPU{'s' if args.gpus > 1 else ''} {where} are free together for "
-            f"{args.hours:g} h within the next {store.limits.max_days_ahead:g} days"
+            f"{what} {where} {verb} for {args.hours:g} h within the next "
+            f"{plural(store.limits.max_days_ahead, 'day')}"
         )
     gpu_list = ",".join(str(g.index) for g in slot.gpus)
     print(f"{slot.host}:{gpu_list} free from {_local(slot.start)} to {_local(slot.end)}")
+    note = in_use_note(slot, busy)
+    if note is not None:
+        print(f"hivetui: note: {note}", file=sys.stderr)
     if args.book:
         made = await store.add(current_user(), slot.gpus, slot.start, slot.end, args.title)
         print(f"booked {_describe(made)}")

@@ -282,7 +282,65 @@ def test_free_finds_the_earliest_slot_and_books_it(rig: Rig) -> None:
     # More GPUs than any host has: refused, exit 1.
     none = rig.run("reserve", "free", "--gpus", "5", "--hours", "1")
     assert none.returncode == 1 and "no 5 GPUs on one host are free together" in none.stderr
-    assert "skipping host gone is offline" in none.stderr
+    assert "skipping host gone, which is offline: connection refused" in none.stderr
+
+
+def busy_a10x4(busy: tuple[int, ...]) -> dict[str, Any]:
+    """The a10x4 host with GPUs ``busy`` at 100 % and running a process each, nobody's booking."""
+    state = load_state("a10x4")
+    for gpu in state["gpus"]:
+        if gpu["index"] in busy:
+            gpu.update({"utilization.gpu": "100", "memory.used": "20000", "memory.free": "2528"})
+            state["apps"].append(
+                {
+                    "gpu_uuid": gpu["uuid"],
+                    "pid": 40000 + gpu["index"],
+                    "process_name": "python train.py",
+                    "used_gpu_memory": "19990",
+                }
+            )
+    return state
+
+
+def test_free_now_offers_idle_gpus_first_and_says_when_one_is_busy(
+    rig: Rig, ssh_fleet: TestFleet
+) -> None:
+    ssh_fleet.hosts["gpu01"].set_state(busy_a10x4((0, 1, 3)))
+    one = rig.run("reserve", "free", "--gpus", "1", "--hours", "1")
+    assert one.returncode == 0 and one.stdout.startswith("gpu01:2 free from "), one
+    assert "note" not in one.stderr
+    # Two on gpu01: only one is idle, so a busy one comes along, and it says which.
+    two = rig.run("reserve", "free", "--gpus", "2", "--hours", "1", "--host", "gpu01")
+    assert two.returncode == 0 and two.stdout.startswith("gpu01:0,2 free from "), two
+    assert "note: gpu01:0 (1 process, 100 % busy, 87 % memory) is in use right now" in two.stderr
+    assert "gpu01:2 (" not in two.stderr
+    # --book takes the idle GPU, not the first index.
+    booked = rig.run("reserve", "free", "--gpus", "1", "--hours", "1", "--book", "--title", "x")
+    assert booked.returncode == 0 and "booked gpu01:2 for alice" in booked.stdout
+    assert [(r["host"], r["gpu_index"]) for r in rig.listed()] == [("gpu01", 2)]
+    # Later slots know nothing of who will run then: plain index order, no note.
+    later = rig.run("reserve", "free", "--gpus", "1", "--hours", "1", "--after", "+2h")
+    assert later.stdout.startswith("gpu01:0 free from ") and "note" not in later.stderr
+
+
+def test_free_wording_for_one_gpu_and_hosts_without_gpus(rig: Rig, ssh_fleet: TestFleet) -> None:
+    ssh_fleet.add("cpu01", "no_devices")
+    config = ssh_fleet.write_config(database=rig.database, admins=["carol"])
+    with config.open("a") as fh:
+        fh.write("[reservations]\nmax_days_ahead = 1\nmax_hours = 24\n")
+    rig.add("gpu02:0", "--for", "24h")
+    rig.add("gpu02:0", "--from", rig.listed()[0]["end"], "--for", "24h")
+    none = rig.run("reserve", "free", "--gpus", "1", "--hours", "1", "--host", "gpu02")
+    assert none.returncode == 1, none
+    assert "refused: no GPU on gpu02 is free for 1 h within the next 1 day\n" in none.stderr
+    two = rig.run("reserve", "free", "--gpus", "2", "--hours", "1", "--host", "gpu02")
+    assert "no 2 GPUs on gpu02 are free together for 1 h within the next 1 day\n" in two.stderr
+    skipped = rig.run("reserve", "free", "--gpus", "1", "--hours", "1")
+    assert skipped.returncode == 0 and skipped.stdout.startswith("gpu01:0 free from ")
+    assert "hivetui: skipping host cpu01, which has no NVIDIA GPU" in skipped.stderr
+    named = rig.run("reserve", "free", "--gpus", "1", "--hours", "1", "--host", "cpu01")
+    assert named.returncode == 2
+    assert "host cpu01 has no NVIDIA GPU" in named.stderr
 
 
 @pytest.mark.parametrize(
