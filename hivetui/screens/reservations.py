@@ -17,7 +17,15 @@ from textual.widgets import Footer, Header, Static
 from hivetui.booking import ReservationStore
 from hivetui.db import DatabaseError
 from hivetui.protection import violations
-from hivetui.reservations import FreeSlot, GpuRef, Reservation, ReservationError, holders_at
+from hivetui.reservations import (
+    FreeSlot,
+    GpuRef,
+    Reservation,
+    ReservationError,
+    gpus_in_use,
+    holders_at,
+    in_use_note,
+)
 from hivetui.screens.context import ScreenContext
 from hivetui.screens.reservation_form import (
     ConfirmCancel,
@@ -37,10 +45,13 @@ def local_text(when: datetime) -> str:
     return when.astimezone().strftime("%Y-%m-%d %H:%M")
 
 
-def describe_slot(slot: FreeSlot) -> str:
+def describe_slot(slot: FreeSlot, in_use: dict[str, str] | None = None) -> str:
+    """The slot in a line; a second line names its GPUs that are in use right now."""
     gpus = ",".join(str(g.index) for g in slot.gpus)
     start, end = slot.start.astimezone(), slot.end.astimezone()
-    return f"{slot.host}:{gpus} free {start:%a %d %b %H:%M} → {end:%a %d %b %H:%M}"
+    line = f"{slot.host}:{gpus} free {start:%a %d %b %H:%M} → {end:%a %d %b %H:%M}"
+    note = in_use_note(slot, in_use or {})
+    return line if note is None else f"{line}\n⚠ {note}"
 
 
 class ReservationsLoaded(Message):
@@ -265,18 +276,26 @@ class ReservationsScreen(Screen[None]):
         if store is None:
             return
 
+        in_use: dict[str, str] = {}
+
         async def find(count: int, duration: timedelta, host: str | None) -> FreeSlot | None:
             gpus = self.grid.fleet_gpus
             if host is not None and host not in {g.host for g in gpus}:
                 raise ReservationError(f"no host {host!r} with GPUs in the fleet")
-            return await store.find_free(gpus, count, duration, hosts=_hosts(host))
+            # The same rule as `hivetui reserve free`: idle GPUs first for a slot starting now.
+            in_use.clear()
+            in_use.update(gpus_in_use(self.ctx.fleet.snapshots()))
+            return await store.find_free(gpus, count, duration, hosts=_hosts(host), in_use=in_use)
 
         async def book(slot: FreeSlot) -> str:
             made = await store.add(self.ctx.user, slot.gpus, slot.start, slot.end, "")
             self.grid.go_to(slot.start)
             return f"booked {', '.join(r.gpu.label for r in made)}"
 
-        self.app.push_screen(FindFreeForm(find, book, describe_slot), self._after_change)
+        def describe(slot: FreeSlot) -> str:
+            return describe_slot(slot, in_use)
+
+        self.app.push_screen(FindFreeForm(find, book, describe), self._after_change)
 
     def _after_change(self, changed: bool | None) -> None:
         if changed:

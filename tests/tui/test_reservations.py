@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from hivetui import db
 from hivetui.agent import beat
@@ -327,6 +327,32 @@ async def test_find_free_books_the_earliest_slot(fleet: Fleet, store: Reservatio
         assert isinstance(app.screen, ReservationsScreen)
         booked = await store.list_reservations(user=ME)
         assert len(booked) == 8 and {(r.start, r.end) for r in booked} == {(at(2), at(3))}
+
+
+async def test_find_free_now_takes_idle_gpus_first(fleet: Fleet, store: ReservationStore) -> None:
+    """GPUs 0, 1, 3, 4 and 7 run processes (nobody reserved them); 2, 5 and 6 are idle."""
+    app = grid_app(fleet, store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_grid(pilot)
+        await pilot.press("f")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, FindFreeForm)
+        form.query_one("#count", Input).value = "4"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert form.slot is not None and form.slot.start == at(0)
+        assert [g.index for g in form.slot.gpus] == [0, 2, 5, 6]
+        shown = str(form.query_one("#free-result", Static).render())
+        assert "hopper-01:0 (2 processes, " in shown and "in use right now" in shown
+        form.query_one("#count", Input).value = "1"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert form.slot is not None and [g.index for g in form.slot.gpus] == [2]
+        assert "in use right now" not in str(form.query_one("#free-result", Static).render())
+        await pilot.press("enter")
+        await settle(pilot)
+        assert [r.gpu.index for r in await store.list_reservations(user=ME)] == [2]
 
 
 async def test_mouse_drag_selects_a_range(fleet: Fleet, store: ReservationStore) -> None:
