@@ -67,11 +67,13 @@ def add_parsers(sub: Any) -> None:
         "--all-hosts", action="store_true", help="hosts this config does not name, too"
     )
 
-    cancel = rsub.add_parser("cancel", help="cancel a reservation")
+    cancel = rsub.add_parser("cancel", help="cancel a booking (every GPU booked with it)")
     cancel.add_argument("id", type=int, metavar="ID")
+    _only_gpus(cancel, "cancel only these GPUs of the booking")
 
-    edit = rsub.add_parser("edit", help="move, extend or retitle a reservation")
+    edit = rsub.add_parser("edit", help="move, extend or retitle a booking (all its GPUs)")
     edit.add_argument("id", type=int, metavar="ID")
+    _only_gpus(edit, "change only these GPUs: they become a booking of their own")
     _times(edit, "new start (the length is kept unless --to/--for): ")
     edit.add_argument("--title", default=None, help="the new title")
 
@@ -84,7 +86,7 @@ def add_parsers(sub: Any) -> None:
     free.add_argument("--title", default="", help="title of the booking (with --book)")
     _timeout(free)
 
-    env = rsub.add_parser("env", help="print CUDA_VISIBLE_DEVICES=... for a reservation")
+    env = rsub.add_parser("env", help="print CUDA_VISIBLE_DEVICES=... for a booking's GPUs")
     env.add_argument("id", type=int, metavar="ID")
 
     dbp = sub.add_parser("db", help="the reservation database's schema")
@@ -98,6 +100,10 @@ def _times(parser: argparse.ArgumentParser, start: str) -> None:
     until = parser.add_mutually_exclusive_group()
     until.add_argument("--to", dest="end", metavar="WHEN", help=WHEN_HELP)
     until.add_argument("--for", dest="duration", metavar="DURATION", help="2h, 90m, 1d12h")
+
+
+def _only_gpus(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--gpu", dest="gpus", metavar="N[,N]", default=None, help=help_text)
 
 
 def _timeout(parser: argparse.ArgumentParser) -> None:
@@ -179,17 +185,26 @@ def _parse_target(text: str) -> tuple[str, list[int]]:
     host, sep, gpus = text.rpartition(":")
     if not sep or not host or not gpus:
         raise UsageError(f"{text!r}: name the host and GPUs as HOST:GPU[,GPU], e.g. gpu01:0,1")
+    return host, _indices(gpus, repr(text))
+
+
+def _indices(text: str, where: str) -> list[int]:
+    """``0,2`` or ``0-3`` as GPU indices, each once; ``where`` names the input in errors."""
     indices: list[int] = []
-    for part in gpus.split(","):
+    for part in text.split(","):
         low, dash, high = part.strip().partition("-")
         try:
             first, last = int(low), int(high if dash else low)
         except ValueError:
-            raise UsageError(f"{text!r}: {part!r} is not a GPU index (0, 1, 0-3)") from None
+            raise UsageError(f"{where}: {part!r} is not a GPU index (0, 1, 0-3)") from None
         if first < 0 or last < first:
-            raise UsageError(f"{text!r}: {part!r} is not a GPU index (0, 1, 0-3)")
+            raise UsageError(f"{where}: {part!r} is not a GPU index (0, 1, 0-3)")
         indices.extend(i for i in range(first, last + 1) if i not in indices)
-    return host, indices
+    return indices
+
+
+def _only(args: argparse.Namespace) -> list[int] | None:
+    return None if args.gpus is None else _indices(args.gpus, f"--gpu {args.gpus!r}")
 
 
 def _host_config(config: Config, name: str) -> HostConfig:
@@ -261,6 +276,7 @@ async def _add(store: ReservationStore, config: Config, args: argparse.Namespace
 def _as_json(res: Reservation) -> dict[str, Any]:
     return {
         "id": res.id,
+        "booking_id": res.booking,
         "user": res.user,
         "host": res.gpu.host,
         "gpu_index": res.gpu.index,
@@ -272,9 +288,35 @@ def _as_json(res: Reservation) -> dict[str, Any]:
     }
 
 
-def _table(rows: Sequence[Reservation]) -> str:
+def _bookings(rows: Sequence[Reservation]) -> list[list[Reservation]]:
+    """``rows`` grouped by booking, in the order each booking first appears."""
+    grouped: dict[int, list[Reservation]] = {}
+    for res in rows:
+        grouped.setdefault(res.booking, []).append(res)
+    return list(grouped.values())
+
+
+def _gpu_list(booking: Sequence[Reservation]) -> str:
+    hosts = dict.fromkeys(r.gpu.host for r in booking)
+    return " ".join(
+        f"{host}:" + ",".join(str(r.gpu.index) for r in booking if r.gpu.host == host)
+        for host in hosts
+    )
+
+
+def _table(bookings: Sequence[Sequence[Reservation]]) -> str:
     head = ("ID", "USER", "GPU", "FROM", "TO", "TITLE")
-    body = [(str(r.id), r.user, r.gpu.label, _local(r.start), _local(r.end), r.title) for r in rows]
+    body = [
+        (
+            str(b[0].booking),
+            b[0].user,
+            _gpu_list(b),
+            _local(b[0].start),
+            _local(b[0].end),
+            b[0].title,
+        )
+        for b in bookings
+    ]
     widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
     return "\n".join(
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
@@ -289,21 +331,22 @@ async def _list(store: ReservationStore, config: Config, args: argparse.Namespac
     if args.json:
         print(json.dumps({"schema": 1, "reservations": [_as_json(r) for r in rows]}, indent=2))
     elif rows:
-        print(_table(rows))
+        print(_table(_bookings(rows)))
     else:
         print("no current or coming reservations")
     return EXIT_OK
 
 
 async def _cancel(store: ReservationStore, config: Config, args: argparse.Namespace) -> int:
-    res = await store.cancel(args.id, current_user())
-    print(f"cancelled {_describe([res])}")
+    gone = await store.cancel(args.id, current_user(), gpus=_only(args))
+    print(f"cancelled {_describe(gone)}")
     return EXIT_OK
 
 
 async def _edit(store: ReservationStore, config: Config, args: argparse.Namespace) -> int:
     if args.start is None and args.end is None and args.duration is None and args.title is None:
         raise UsageError("nothing to change: give --from, --to, --for or --title")
+    only = _only(args)
     res = await store.get(args.id)
     now = _now()
     start = _when(args.start, "--from", now) if args.start is not None else None
@@ -314,8 +357,10 @@ async def _edit(store: ReservationStore, config: Config, args: argparse.Namespac
         end = (start or res.start) + _length(args.duration)
     elif start is not None:
         end = start + (res.end - res.start)  # a moved reservation keeps its length
-    changed = await store.edit(args.id, current_user(), start=start, end=end, title=args.title)
-    print(f"changed {_describe([changed])}")
+    changed = await store.edit(
+        args.id, current_user(), start=start, end=end, title=args.title, gpus=only
+    )
+    print(f"changed {_describe(changed)}")
     return EXIT_OK
 
 
@@ -358,14 +403,7 @@ async def _free(store: ReservationStore, config: Config, args: argparse.Namespac
 
 
 async def _env(store: ReservationStore, config: Config, args: argparse.Namespace) -> int:
-    res = await store.get(args.id)
-    together = [
-        r
-        for r in await store.list_reservations(
-            start=res.start, end=res.end, user=res.user, hosts=[res.gpu.host]
-        )
-        if r.start == res.start and r.end == res.end and r.title == res.title
-    ]
+    together = await store.booking(args.id)
     print(cuda_visible_devices(sorted(together, key=lambda r: r.gpu.index)))
     return EXIT_OK
 

@@ -153,11 +153,58 @@ def test_add_list_json_env_cancel(rig: Rig) -> None:
         rig.ok("reserve", "env", str(solo[0])) == f"CUDA_VISIBLE_DEVICES={rig.uuids['gpu01'][2]}\n"
     )
 
-    out = rig.ok("reserve", "cancel", str(ids[0]))
+    out = rig.ok("reserve", "cancel", str(ids[0]), "--gpu", "0")
     assert out.startswith("cancelled gpu01:0 ")
     assert [r["id"] for r in rig.listed()] == [ids[1], *solo]
     again = rig.run("reserve", "cancel", str(ids[0]))
     assert again.returncode == 2 and f"no reservation {ids[0]}" in again.stderr
+
+
+def test_a_booking_is_edited_cancelled_and_listed_together(rig: Rig) -> None:
+    ids = rig.add("gpu01:0-3", "--from", "+1h", "--for", "2h", title="four")
+    (solo,) = rig.add("gpu02:0", "--from", "+1h", "--for", "2h", title="four")
+    table = rig.ok("reserve", "list").splitlines()
+    assert len(table) == 3  # the header, one line per booking
+    assert table[1].split()[:3] == [str(ids[0]), "alice", "gpu01:0,1,2,3"]
+    assert table[2].split()[:3] == [str(solo), "alice", "gpu02:0"]
+    rows = rig.listed()  # --json keeps one row per GPU, and says which booking
+    assert [(r["id"], r["booking_id"]) for r in rows] == [(i, ids[0]) for i in ids] + [(solo, solo)]
+    start = datetime.fromisoformat(rows[0]["start"])
+
+    # Any reservation of the booking stands for all of it.
+    out = rig.ok("reserve", "edit", str(ids[1]), "--for", "12h")
+    assert out.startswith("changed gpu01:0,1,2,3 for alice ") and out.rstrip().endswith(
+        "reservations " + ", ".join(map(str, ids))
+    )
+    ends = {r["gpu_index"]: datetime.fromisoformat(r["end"]) for r in rig.listed()[:4]}
+    assert ends == {i: start + timedelta(hours=12) for i in range(4)}
+    uuids = rig.uuids["gpu01"]
+    assert rig.ok("reserve", "env", str(ids[3])) == f"CUDA_VISIBLE_DEVICES={','.join(uuids)}\n"
+
+    # --gpu: only that GPU, which then is a booking of its own.
+    out = rig.ok("reserve", "edit", str(ids[0]), "--gpu", "3", "--for", "1h")
+    assert out.startswith("changed gpu01:3 for alice ") and out.rstrip().endswith(str(ids[3]))
+    by_id = {r["id"]: r for r in rig.listed()}
+    assert by_id[ids[3]]["booking_id"] == ids[3]
+    assert datetime.fromisoformat(by_id[ids[3]]["end"]) == start + timedelta(hours=1)
+    assert {by_id[i]["booking_id"] for i in ids[:3]} == {ids[0]}
+    assert rig.ok("reserve", "env", str(ids[0])) == f"CUDA_VISIBLE_DEVICES={','.join(uuids[:3])}\n"
+    assert rig.ok("reserve", "env", str(ids[3])) == f"CUDA_VISIBLE_DEVICES={uuids[3]}\n"
+    assert len(rig.ok("reserve", "list").splitlines()) == 4
+
+    out = rig.ok("reserve", "cancel", str(ids[2]), "--gpu", "1")
+    assert out.startswith("cancelled gpu01:1 for alice ")
+    assert [r["gpu_index"] for r in rig.listed() if r["booking_id"] == ids[0]] == [0, 2]
+    out = rig.ok("reserve", "cancel", str(ids[2]))
+    assert out.startswith("cancelled gpu01:0,2 for alice ")
+    assert [r["id"] for r in rig.listed()] == [ids[3], solo]
+
+    wrong = rig.run("reserve", "cancel", str(ids[3]), "--gpu", "5")
+    assert wrong.returncode == 2
+    assert f"reservation {ids[3]} has no GPU 5 (it holds gpu01:3)" in wrong.stderr
+    typo = rig.run("reserve", "edit", str(ids[3]), "--gpu", "x", "--for", "1h")
+    assert typo.returncode == 2 and "--gpu 'x': 'x' is not a GPU index" in typo.stderr
+    assert len(rig.listed()) == 2
 
 
 def test_list_mine_and_hosts_outside_the_config(rig: Rig, ssh_fleet: TestFleet) -> None:

@@ -276,6 +276,58 @@ async def test_e_edits_the_end(fleet: Fleet, store: ReservationStore) -> None:
         assert (after.id, after.start, after.end) == (made.id, made.start, at(5))
 
 
+async def test_e_and_d_act_on_the_whole_booking(fleet: Fleet, store: ReservationStore) -> None:
+    made = await store.add(ME, [gpu(i) for i in (2, 5, 6)], at(1), at(3), "three")
+    app = grid_app(fleet, store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        grid = await open_grid(pilot)
+        await go_to_row(pilot, grid, 5)
+        await pilot.press("l", "e")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, ReservationForm)
+        assert form.current().gpus == "hopper-01:2,hopper-01:5,hopper-01:6"
+        form.query_one("#end", Input).value = "+12h"
+        await pilot.press("enter")
+        await settle(pilot)
+        after = await store.list_reservations()
+        assert [(r.id, r.end) for r in after] == [(r.id, at(12)) for r in made]
+        await pilot.press("d")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmCancel)
+        assert "hopper-01:2,5,6" in app.screen.question
+        await pilot.press("y")
+        await settle(pilot)
+        assert await store.list_reservations() == []
+
+
+async def test_shift_e_and_shift_d_act_on_one_gpu(fleet: Fleet, store: ReservationStore) -> None:
+    made = await store.add(ME, [gpu(i) for i in (2, 5, 6)], at(1), at(3), "three")
+    app = grid_app(fleet, store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        grid = await open_grid(pilot)
+        await go_to_row(pilot, grid, 5)
+        await pilot.press("l", "E")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, ReservationForm)
+        assert form.current().gpus == "hopper-01:5"
+        form.query_one("#end", Input).value = "+5h"
+        await pilot.press("enter")
+        await settle(pilot)
+        ends = {r.gpu.index: (r.end, r.booking) for r in await store.list_reservations()}
+        first, moved = made[0].id, made[1].id
+        assert ends == {2: (at(3), first), 5: (at(5), moved), 6: (at(3), first)}
+        await go_to_row(pilot, grid, 6)
+        await pilot.press("D")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmCancel)
+        assert "hopper-01:6 only" in app.screen.question
+        await pilot.press("y")
+        await settle(pilot)
+        assert [r.gpu.index for r in await store.list_reservations()] == [2, 5]
+
+
 async def test_brackets_change_day_and_t_comes_back(fleet: Fleet, store: ReservationStore) -> None:
     app = grid_app(fleet, store)
     async with app.run_test(size=(120, 40)) as pilot:
