@@ -8,7 +8,7 @@ rows, and turns database failures into messages a person can act on.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,6 +55,7 @@ def _value(row: Row[Any]) -> Reservation:
         end=_dt(m["end_s"]),
         title=m["title"],
         created_at=_dt(m["created_s"]),
+        booking_id=m["booking_id"],
     )
 
 
@@ -123,7 +124,7 @@ class ReservationStore:
             query = query.where(T.c.user == user)
         if hosts is not None:
             query = query.where(T.c.host.in_(list(hosts)))
-        query = query.order_by(T.c.start_s, T.c.host, T.c.gpu_index)
+        query = query.order_by(T.c.start_s, T.c.host, T.c.booking_id, T.c.gpu_index)
         async with self._connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_value(row) for row in rows]
@@ -164,8 +165,11 @@ class ReservationStore:
             try:
                 async with conn.begin():
                     await self._refuse_overlaps(conn, gpus, start, end)
-                    made = []
+                    made: list[Reservation] = []
                     for gpu in gpus:
+                        # The first row is a booking of its own (the database fills
+                        # in its id); the others join it.
+                        booking = made[0].id if made else None
                         result = await conn.execute(
                             insert(T).values(
                                 user=user,
@@ -176,12 +180,16 @@ class ReservationStore:
                                 end_s=_s(end),
                                 title=title,
                                 created_s=created,
+                                booking_id=booking,
                             )
                         )
                         key = result.inserted_primary_key
                         assert key is not None
+                        rid = int(key[0])
                         made.append(
-                            Reservation(int(key[0]), user, gpu, start, end, title, _dt(created))
+                            Reservation(
+                                rid, user, gpu, start, end, title, _dt(created), booking or rid
+                            )
                         )
             except IntegrityError:
                 # Another writer won the race the database settles (trigger or
@@ -195,7 +203,7 @@ class ReservationStore:
         gpus: Sequence[GpuRef],
         start: datetime,
         end: datetime,
-        ignore_id: int | None = None,
+        ignore_ids: Collection[int] = (),
     ) -> None:
         query = select(T).where(
             T.c.cancelled_s.is_(None),
@@ -203,9 +211,10 @@ class ReservationStore:
             T.c.start_s < _s(end),
             T.c.end_s > _s(start),
         )
-        existing = [_value(row) for row in (await conn.execute(query)).all()]
+        rows = (await conn.execute(query)).all()
+        existing = [r for r in map(_value, rows) if r.id not in ignore_ids]
         for gpu in gpus:
-            holder = first_conflict(existing, gpu.uuid, start, end, ignore_id)
+            holder = first_conflict(existing, gpu.uuid, start, end)
             if holder is not None:
                 raise _conflict(holder)
 
@@ -219,16 +228,28 @@ class ReservationStore:
                 return found
         return Conflict("the slot was taken by another booking at the same moment")
 
-    async def cancel(self, reservation_id: int, user: str) -> Reservation:
+    async def booking(self, reservation_id: int) -> list[Reservation]:
+        """The live reservations booked together with ``reservation_id``, by GPU index."""
+        async with self._connect() as conn:
+            return await self._booking_in(conn, reservation_id)
+
+    async def cancel(
+        self, reservation_id: int, user: str, *, gpus: Collection[int] | None = None
+    ) -> list[Reservation]:
+        """Cancel the booking of ``reservation_id``, or only its GPUs indexed ``gpus``."""
         async with self._connect(write=True) as conn, conn.begin():
-            res = await self._get_in(conn, reservation_id)
-            check_change(res, user, self.admins, self.now())
+            whole = await self._booking_in(conn, reservation_id)
+            chosen = _only(whole, gpus)
+            now = self.now()
+            for res in chosen:
+                check_change(res, user, self.admins, now)
             await conn.execute(
                 update(T)
-                .where(T.c.id == reservation_id)
-                .values(cancelled_s=_s(self.now()), cancelled_by=user)
+                .where(T.c.id.in_([r.id for r in chosen]))
+                .values(cancelled_s=_s(now), cancelled_by=user)
             )
-        return res
+            await self._regroup(conn, whole, chosen, keep_chosen=False)
+        return chosen
 
     async def edit(
         self,
@@ -238,29 +259,67 @@ class ReservationStore:
         start: datetime | None = None,
         end: datetime | None = None,
         title: str | None = None,
-    ) -> Reservation:
+        gpus: Collection[int] | None = None,
+    ) -> list[Reservation]:
+        """Move, extend or retitle the booking of ``reservation_id``, all its GPUs at once.
+
+        ``gpus``: only these GPU indices of the booking; they leave it and
+        become a booking of their own (a booking's GPUs share times and title).
+        """
         async with self._connect(write=True) as conn:
             try:
                 async with conn.begin():
-                    res = await self._get_in(conn, reservation_id)
+                    whole = await self._booking_in(conn, reservation_id)
+                    chosen = _only(whole, gpus)
                     now = self.now()
-                    check_change(res, user, self.admins, now)
-                    new_start = utc(start) if start is not None else res.start
-                    new_end = utc(end) if end is not None else res.end
-                    check_edit(res, new_start, new_end, now, self.limits)
-                    await self._refuse_overlaps(conn, [res.gpu], new_start, new_end, res.id)
+                    first = chosen[0]
+                    new_start = utc(start) if start is not None else first.start
+                    new_end = utc(end) if end is not None else first.end
+                    for res in chosen:
+                        check_change(res, user, self.admins, now)
+                        check_edit(res, new_start, new_end, now, self.limits)
+                    await self._refuse_overlaps(
+                        conn, [r.gpu for r in chosen], new_start, new_end, {r.id for r in chosen}
+                    )
                     await conn.execute(
                         update(T)
-                        .where(T.c.id == reservation_id)
+                        .where(T.c.id.in_([r.id for r in chosen]))
                         .values(
                             start_s=_s(new_start),
                             end_s=_s(new_end),
-                            title=res.title if title is None else title,
+                            title=first.title if title is None else title,
                         )
                     )
+                    await self._regroup(conn, whole, chosen, keep_chosen=True)
             except IntegrityError:
                 raise Conflict("the new times overlap a booking made at the same moment") from None
-        return await self.get(reservation_id)
+        return await self.booking(first.id)
+
+    async def _booking_in(self, conn: AsyncConnection, reservation_id: int) -> list[Reservation]:
+        res = await self._get_in(conn, reservation_id)
+        query = select(T).where(T.c.booking_id == res.booking, T.c.cancelled_s.is_(None))
+        together = [_value(row) for row in (await conn.execute(query)).all()]
+        if res.id not in {r.id for r in together}:
+            together.append(res)  # a row written without a booking by hand
+        return sorted(together, key=lambda r: (r.gpu.host, r.gpu.index, r.id))
+
+    async def _regroup(
+        self,
+        conn: AsyncConnection,
+        whole: Sequence[Reservation],
+        chosen: Sequence[Reservation],
+        *,
+        keep_chosen: bool,
+    ) -> None:
+        """Keep each live booking's id the smallest id among its live GPUs."""
+        chosen_ids = {r.id for r in chosen}
+        parts = [[r for r in whole if r.id not in chosen_ids]]
+        if keep_chosen:
+            parts.append(list(chosen))
+        for part in parts:
+            ids = [r.id for r in part]
+            if ids and any(r.booking != min(ids) for r in part):
+                await conn.execute(update(T).where(T.c.id.in_(ids)).values(booking_id=min(ids)))
 
     async def _get_in(self, conn: AsyncConnection, reservation_id: int) -> Reservation:
         row = (await conn.execute(select(T).where(T.c.id == reservation_id))).first()
@@ -275,11 +334,19 @@ class ReservationStore:
         duration: timedelta,
         hosts: Iterable[str] | None = None,
         after: datetime | None = None,
+        in_use: Collection[str] = frozenset(),
     ) -> FreeSlot | None:
-        start = utc(after) if after is not None else self.now()
+        """The earliest free slot (see :func:`hivetui.reservations.find_free`).
+
+        ``in_use``: uuids of GPUs busy right now (``gpus_in_use`` of the live
+        snapshots); they count only for a slot that starts now.
+        """
+        now = self.now()
+        start = utc(after) if after is not None else now
         horizon = timedelta(days=self.limits.max_days_ahead)
         existing = await self.list_reservations(start=start, end=start + horizon + duration)
-        return find_free(existing, gpus, count, duration, start, hosts, horizon)
+        busy = in_use if start <= now else frozenset()
+        return find_free(existing, gpus, count, duration, start, hosts, horizon, busy)
 
     # -- events --------------------------------------------------------------
     async def record_event(
@@ -354,6 +421,22 @@ class _Connection:
             return  # the caller turns it into a Conflict
         if isinstance(exc, (OperationalError, DBAPIError)):
             raise _explain(exc, str(self._engine.url)) from None
+
+
+def _only(whole: Sequence[Reservation], gpus: Collection[int] | None) -> list[Reservation]:
+    """The reservations of a booking on the GPU indices ``gpus`` (None: all of them)."""
+    if gpus is None:
+        return list(whole)
+    chosen = [r for r in whole if r.gpu.index in set(gpus)]
+    missing = sorted(set(gpus) - {r.gpu.index for r in chosen})
+    if missing:
+        first = whole[0]
+        have = ",".join(str(r.gpu.index) for r in whole)
+        raise ReservationError(
+            f"reservation {first.booking} has no GPU {', '.join(map(str, missing))} "
+            f"(it holds {first.gpu.host}:{have})"
+        )
+    return chosen
 
 
 def _conflict(holder: Reservation) -> Conflict:

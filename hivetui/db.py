@@ -58,9 +58,13 @@ reservations = Table(
     Column("created_s", BigInteger, nullable=False),
     Column("cancelled_s", BigInteger, nullable=True),
     Column("cancelled_by", String(64), nullable=True),
+    # The GPUs booked together share the smallest id among them. Left out of
+    # an insert, the database makes the row a booking of its own (a trigger).
+    Column("booking_id", Integer, nullable=True),
     Index("ix_reservations_gpu_time", "gpu_uuid", "start_s", "end_s"),
     Index("ix_reservations_end", "end_s"),
     Index("ix_reservations_start", "start_s", "end_s"),
+    Index("ix_reservations_booking", "booking_id"),
 )
 
 events = Table(

@@ -5,9 +5,11 @@ Times are timezone-aware datetimes in UTC; the database stores whole seconds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from hivetui.model import HostSnapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +27,11 @@ class GpuRef:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """A GPU booked by one user for ``[start, end)``."""
+    """A GPU booked by one user for ``[start, end)``.
+
+    ``booking_id`` groups the GPUs booked together (the smallest id among
+    them); ``None`` in values built by hand means a booking of its own.
+    """
 
     id: int
     user: str
@@ -34,6 +40,12 @@ class Reservation:
     end: datetime
     title: str
     created_at: datetime
+    booking_id: int | None = None
+
+    @property
+    def booking(self) -> int:
+        """The id of the booking this GPU belongs to."""
+        return self.id if self.booking_id is None else self.booking_id
 
     def overlaps(self, start: datetime, end: datetime) -> bool:
         return overlaps(self.start, self.end, start, end)
@@ -74,6 +86,11 @@ class Conflict(ReservationError):
         self.holder = holder
 
 
+def plural(count: float, word: str) -> str:
+    """``1 day``, ``2 days``, ``1.5 days``: a count and its noun, agreed."""
+    return f"{count:g} {word}{'' if count == 1 else 's'}"
+
+
 def utc(value: datetime) -> datetime:
     """The same instant in UTC, to the second (naive values are taken as UTC)."""
     if value.tzinfo is None:
@@ -101,7 +118,7 @@ def check_new(start: datetime, end: datetime, now: datetime, limits: Limits) -> 
         )
     if start - now > timedelta(days=limits.max_days_ahead):
         raise LimitExceeded(
-            f"the start is more than {limits.max_days_ahead:g} days ahead, the most allowed"
+            f"the start is more than {plural(limits.max_days_ahead, 'day')} ahead, the most allowed"
         )
 
 
@@ -149,12 +166,17 @@ def holders_at(reservations: Iterable[Reservation], when: datetime) -> dict[str,
 
 @dataclass(frozen=True, slots=True)
 class FreeSlot:
-    """``gpus`` (all on ``host``) are free together for ``[start, end)``."""
+    """``gpus`` (all on ``host``) are free together for ``[start, end)``.
+
+    ``in_use``: those of ``gpus`` that someone uses right now without a
+    reservation (only known for a slot that starts now).
+    """
 
     host: str
     gpus: tuple[GpuRef, ...]
     start: datetime
     end: datetime
+    in_use: tuple[GpuRef, ...] = ()
 
 
 def find_free(
@@ -165,11 +187,17 @@ def find_free(
     after: datetime,
     hosts: Iterable[str] | None = None,
     horizon: timedelta = timedelta(days=30),
+    in_use: Collection[str] = frozenset(),
 ) -> FreeSlot | None:
     """The earliest slot where ``count`` GPUs of one host are free for ``duration``.
 
     Candidate starts are ``after`` and every end of a reservation: a slot only
     opens when something ends. Ties go to the host listed first.
+
+    ``in_use``: uuids of the GPUs someone is using at ``after`` (live data, so
+    only pass it when ``after`` is now). At that start idle GPUs are taken
+    first, and a host that can give only idle ones beats one that cannot.
+    Later starts ignore it: nobody knows who will use what then.
     """
     if count < 1 or duration <= timedelta(0):
         raise InvalidTimes("ask for at least one GPU and a positive duration")
@@ -183,15 +211,68 @@ def find_free(
         if start - after > horizon:
             break
         end = start + duration
-        for host, host_gpus in by_host.items():
-            free = [
-                g for g in host_gpus if first_conflict(reservations, g.uuid, start, end) is None
-            ]
-            if len(free) >= count:
-                return FreeSlot(
-                    host, tuple(sorted(free, key=lambda g: g.index)[:count]), start, end
-                )
+        free = {
+            host: [g for g in host_gpus if first_conflict(reservations, g.uuid, start, end) is None]
+            for host, host_gpus in by_host.items()
+        }
+        picked = pick_gpus(free, count, in_use if start == after else frozenset())
+        if picked is not None:
+            host, chosen = picked
+            busy = tuple(g for g in chosen if g.uuid in in_use and start == after)
+            return FreeSlot(host, chosen, start, end, busy)
     return None
+
+
+def pick_gpus(
+    free: dict[str, list[GpuRef]], count: int, in_use: Collection[str]
+) -> tuple[str, tuple[GpuRef, ...]] | None:
+    """``count`` GPUs of one host out of ``free`` (host -> its unreserved GPUs), or None.
+
+    Idle GPUs (not in ``in_use``) come first; among hosts, the one that needs
+    the fewest GPUs in use wins, ties going to the host listed first. The GPUs
+    come back in index order.
+    """
+    best: tuple[int, str, tuple[GpuRef, ...]] | None = None
+    for host, candidates in free.items():
+        if len(candidates) < count:
+            continue
+        chosen = sorted(candidates, key=lambda g: (g.uuid in in_use, g.index))[:count]
+        busy = sum(1 for g in chosen if g.uuid in in_use)
+        if best is None or busy < best[0]:
+            best = (busy, host, tuple(sorted(chosen, key=lambda g: g.index)))
+        if busy == 0:
+            break
+    return None if best is None else (best[1], best[2])
+
+
+def gpus_in_use(snapshots: Iterable[HostSnapshot]) -> dict[str, str]:
+    """GPU uuid -> why it counts as in use now (processes, load), from live samples."""
+    found: dict[str, str] = {}
+    for snap in snapshots:
+        for gpu in snap.gpus:
+            if gpu.is_free:
+                continue
+            why = []
+            if gpu.processes:
+                n = len(gpu.processes)
+                why.append(f"{n} process{'' if n == 1 else 'es'}")
+            if gpu.utilization_pct is not None:
+                why.append(f"{gpu.utilization_pct:.0f} % busy")
+            if gpu.memory_pct is not None:
+                why.append(f"{gpu.memory_pct:.0f} % memory")
+            found[gpu.uuid] = ", ".join(why)
+    return found
+
+
+def in_use_note(slot: FreeSlot, reasons: dict[str, str]) -> str | None:
+    """A sentence naming the GPUs of ``slot`` that are in use now, or None when none are."""
+    if not slot.in_use:
+        return None
+    named = [
+        f"{g.label} ({reasons[g.uuid]})" if reasons.get(g.uuid) else g.label for g in slot.in_use
+    ]
+    verb = "is" if len(named) == 1 else "are"
+    return f"{', '.join(named)} {verb} in use right now, though not reserved (too few idle GPUs)"
 
 
 def cuda_visible_devices(reservations: Iterable[Reservation]) -> str:

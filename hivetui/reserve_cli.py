@@ -30,6 +30,9 @@ from hivetui.reservations import (
     Reservation,
     ReservationError,
     cuda_visible_devices,
+    gpus_in_use,
+    in_use_note,
+    plural,
 )
 from hivetui.timeparse import parse_duration, parse_when
 
@@ -62,11 +65,13 @@ def add_parsers(sub: Any) -> None:
         "--all-hosts", action="store_true", help="hosts this config does not name, too"
     )
 
-    cancel = rsub.add_parser("cancel", help="cancel a reservation")
+    cancel = rsub.add_parser("cancel", help="cancel a booking (every GPU booked with it)")
     cancel.add_argument("id", type=int, metavar="ID")
+    _only_gpus(cancel, "cancel only these GPUs of the booking")
 
-    edit = rsub.add_parser("edit", help="move, extend or retitle a reservation")
+    edit = rsub.add_parser("edit", help="move, extend or retitle a booking (all its GPUs)")
     edit.add_argument("id", type=int, metavar="ID")
+    _only_gpus(edit, "change only these GPUs: they become a booking of their own")
     _times(edit, "new start (the length is kept unless --to/--for): ")
     edit.add_argument("--title", default=None, help="the new title")
 
@@ -79,7 +84,7 @@ def add_parsers(sub: Any) -> None:
     free.add_argument("--title", default="", help="title of the booking (with --book)")
     _timeout(free)
 
-    env = rsub.add_parser("env", help="print CUDA_VISIBLE_DEVICES=... for a reservation")
+    env = rsub.add_parser("env", help="print CUDA_VISIBLE_DEVICES=... for a booking's GPUs")
     env.add_argument("id", type=int, metavar="ID")
 
     dbp = sub.add_parser("db", help="the reservation database's schema")
@@ -93,6 +98,10 @@ def _times(parser: argparse.ArgumentParser, start: str) -> None:
     until = parser.add_mutually_exclusive_group()
     until.add_argument("--to", dest="end", metavar="WHEN", help=WHEN_HELP)
     until.add_argument("--for", dest="duration", metavar="DURATION", help="2h, 90m, 1d12h")
+
+
+def _only_gpus(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--gpu", dest="gpus", metavar="N[,N]", default=None, help=help_text)
 
 
 def _timeout(parser: argparse.ArgumentParser) -> None:
@@ -174,17 +183,26 @@ def _parse_target(text: str) -> tuple[str, list[int]]:
     host, sep, gpus = text.rpartition(":")
     if not sep or not host or not gpus:
         raise UsageError(f"{text!r}: name the host and GPUs as HOST:GPU[,GPU], e.g. gpu01:0,1")
+    return host, _indices(gpus, repr(text))
+
+
+def _indices(text: str, where: str) -> list[int]:
+    """``0,2`` or ``0-3`` as GPU indices, each once; ``where`` names the input in errors."""
     indices: list[int] = []
-    for part in gpus.split(","):
+    for part in text.split(","):
         low, dash, high = part.strip().partition("-")
         try:
             first, last = int(low), int(high if dash else low)
         except ValueError:
-            raise UsageError(f"{text!r}: {part!r} is not a GPU index (0, 1, 0-3)") from None
+            raise UsageError(f"{where}: {part!r} is not a GPU index (0, 1, 0-3)") from None
         if first < 0 or last < first:
-            raise UsageError(f"{text!r}: {part!r} is not a GPU index (0, 1, 0-3)")
+            raise UsageError(f"{where}: {part!r} is not a GPU index (0, 1, 0-3)")
         indices.extend(i for i in range(first, last + 1) if i not in indices)
-    return host, indices
+    return indices
+
+
+def _only(args: argparse.Namespace) -> list[int] | None:
+    return None if args.gpus is None else _indices(args.gpus, f"--gpu {args.gpus!r}")
 
 
 def _host_config(config: Config, name: str) -> HostConfig:
@@ -205,16 +223,22 @@ async def _sweep(
         await fleet.stop()
 
 
+def _unbookable(snap: HostSnapshot) -> str | None:
+    """Why the GPUs of ``snap`` cannot be booked (a phrase after "host NAME"), or None."""
+    if not snap.status.is_up:
+        return f"is {snap.status.value}" + (f": {snap.error}" if snap.error else "")
+    if snap.gpu_availability is GpuAvailability.OK and snap.gpus:
+        return None
+    if snap.gpu_availability in (GpuAvailability.OK, GpuAvailability.NO_GPU):
+        return "has no NVIDIA GPU" + (f" ({snap.gpu_error})" if snap.gpu_error else "")
+    return f"did not list its GPUs: {snap.gpu_error or snap.gpu_availability.value}"
+
+
 def _gpus_of(snap: HostSnapshot) -> list[GpuRef]:
     """The host's GPUs; a UsageError saying why when they cannot be read."""
-    if not snap.status.is_up:
-        why = f": {snap.error}" if snap.error else ""
-        raise UsageError(
-            f"host {snap.name} is {snap.status.value}{why}: its GPUs cannot be read to book them"
-        )
-    if snap.gpu_availability is not GpuAvailability.OK or not snap.gpus:
-        why = snap.gpu_error or snap.gpu_availability.value
-        raise UsageError(f"host {snap.name} has no GPU to book: {why}")
+    why = _unbookable(snap)
+    if why is not None:
+        raise UsageError(f"host {snap.name} {why}: nothing there can be booked now")
     return [GpuRef(snap.name, g.index, g.uuid) for g in snap.gpus]
 
 
@@ -250,6 +274,7 @@ async def _add(store: ReservationStore, config: Config, args: argparse.Namespace
 def _as_json(res: Reservation) -> dict[str, Any]:
     return {
         "id": res.id,
+        "booking_id": res.booking,
         "user": res.user,
         "host": res.gpu.host,
         "gpu_index": res.gpu.index,
@@ -261,9 +286,35 @@ def _as_json(res: Reservation) -> dict[str, Any]:
     }
 
 
-def _table(rows: Sequence[Reservation]) -> str:
+def _bookings(rows: Sequence[Reservation]) -> list[list[Reservation]]:
+    """``rows`` grouped by booking, in the order each booking first appears."""
+    grouped: dict[int, list[Reservation]] = {}
+    for res in rows:
+        grouped.setdefault(res.booking, []).append(res)
+    return list(grouped.values())
+
+
+def _gpu_list(booking: Sequence[Reservation]) -> str:
+    hosts = dict.fromkeys(r.gpu.host for r in booking)
+    return " ".join(
+        f"{host}:" + ",".join(str(r.gpu.index) for r in booking if r.gpu.host == host)
+        for host in hosts
+    )
+
+
+def _table(bookings: Sequence[Sequence[Reservation]]) -> str:
     head = ("ID", "USER", "GPU", "FROM", "TO", "TITLE")
-    body = [(str(r.id), r.user, r.gpu.label, _local(r.start), _local(r.end), r.title) for r in rows]
+    body = [
+        (
+            str(b[0].booking),
+            b[0].user,
+            _gpu_list(b),
+            _local(b[0].start),
+            _local(b[0].end),
+            b[0].title,
+        )
+        for b in bookings
+    ]
     widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
     return "\n".join(
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
@@ -278,21 +329,22 @@ async def _list(store: ReservationStore, config: Config, args: argparse.Namespac
     if args.json:
         print(json.dumps({"schema": 1, "reservations": [_as_json(r) for r in rows]}, indent=2))
     elif rows:
-        print(_table(rows))
+        print(_table(_bookings(rows)))
     else:
         print("no current or coming reservations")
     return EXIT_OK
 
 
 async def _cancel(store: ReservationStore, config: Config, args: argparse.Namespace) -> int:
-    res = await store.cancel(args.id, current_user())
-    print(f"cancelled {_describe([res])}")
+    gone = await store.cancel(args.id, current_user(), gpus=_only(args))
+    print(f"cancelled {_describe(gone)}")
     return EXIT_OK
 
 
 async def _edit(store: ReservationStore, config: Config, args: argparse.Namespace) -> int:
     if args.start is None and args.end is None and args.duration is None and args.title is None:
         raise UsageError("nothing to change: give --from, --to, --for or --title")
+    only = _only(args)
     res = await store.get(args.id)
     now = _now()
     start = _when(args.start, "--from", now) if args.start is not None else None
@@ -303,8 +355,10 @@ async def _edit(store: ReservationStore, config: Config, args: argparse.Namespac
         end = (start or res.start) + _length(args.duration)
     elif start is not None:
         end = start + (res.end - res.start)  # a moved reservation keeps its length
-    changed = await store.edit(args.id, current_user(), start=start, end=end, title=args.title)
-    print(f"changed {_describe([changed])}")
+    changed = await store.edit(
+        args.id, current_user(), start=start, end=end, title=args.title, gpus=only
+    )
+    print(f"changed {_describe(changed)}")
     return EXIT_OK
 
 
@@ -316,24 +370,30 @@ async def _free(store: ReservationStore, config: Config, args: argparse.Namespac
         raise UsageError("--hours must be more than 0")
     after = _when(args.after, "--after", _now()) if args.after else None
     hosts = [_host_config(config, args.host)] if args.host is not None else config.effective_hosts
+    snaps = await _sweep(config, hosts, args.timeout)
     gpus: list[GpuRef] = []
-    for snap in await _sweep(config, hosts, args.timeout):
-        try:
-            gpus += _gpus_of(snap)
-        except UsageError as exc:
-            if args.host is not None:
-                raise
-            print(f"hivetui: skipping {exc}", file=sys.stderr)
+    for snap in snaps:
+        why = _unbookable(snap)
+        if why is not None and args.host is None:
+            print(f"hivetui: skipping host {snap.name}, which {why}", file=sys.stderr)
+            continue
+        gpus += _gpus_of(snap)
     duration = timedelta(hours=args.hours)
-    slot = await store.find_free(gpus, args.gpus, duration, after=after)
+    busy = gpus_in_use(snaps)
+    slot = await store.find_free(gpus, args.gpus, duration, after=after, in_use=busy)
     if slot is None:
         where = f"on {args.host}" if args.host else "on one host"
+        what = "no GPU" if args.gpus == 1 else f"no {args.gpus} GPUs"
+        verb = "is free" if args.gpus == 1 else "are free together"
         raise NoSlot(
-            f"no {args.gpus} GPU{'s' if args.gpus > 1 else ''} {where} are free together for "
-            f"{args.hours:g} h within the next {store.limits.max_days_ahead:g} days"
+            f"{what} {where} {verb} for {args.hours:g} h within the next "
+            f"{plural(store.limits.max_days_ahead, 'day')}"
         )
     gpu_list = ",".join(str(g.index) for g in slot.gpus)
     print(f"{slot.host}:{gpu_list} free from {_local(slot.start)} to {_local(slot.end)}")
+    note = in_use_note(slot, busy)
+    if note is not None:
+        print(f"hivetui: note: {note}", file=sys.stderr)
     if args.book:
         made = await store.add(current_user(), slot.gpus, slot.start, slot.end, args.title)
         print(f"booked {_describe(made)}")
@@ -341,14 +401,7 @@ async def _free(store: ReservationStore, config: Config, args: argparse.Namespac
 
 
 async def _env(store: ReservationStore, config: Config, args: argparse.Namespace) -> int:
-    res = await store.get(args.id)
-    together = [
-        r
-        for r in await store.list_reservations(
-            start=res.start, end=res.end, user=res.user, hosts=[res.gpu.host]
-        )
-        if r.start == res.start and r.end == res.end and r.title == res.title
-    ]
+    together = await store.booking(args.id)
     print(cuda_visible_devices(sorted(together, key=lambda r: r.gpu.index)))
     return EXIT_OK
 

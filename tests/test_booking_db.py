@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from hivetui import db
@@ -27,12 +27,14 @@ from hivetui.reservations import (
     LimitExceeded,
     Limits,
     NotAllowed,
+    ReservationError,
 )
 from tests.postgres import PostgresCluster
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 GPU0 = GpuRef("gpu01", 0, "GPU-aaaa")
 GPU1 = GpuRef("gpu01", 1, "GPU-bbbb")
+FOUR = [GpuRef("gpu01", i, f"GPU-four-{i}") for i in range(4)]
 H = timedelta(hours=1)
 
 
@@ -81,11 +83,54 @@ async def test_multi_gpu_booking_is_all_or_nothing(store: ReservationStore) -> N
     assert [r.gpu for r in await store.list_reservations()] == [GPU1]
 
 
+async def test_a_booking_is_edited_listed_and_cancelled_together(store: ReservationStore) -> None:
+    made = await store.add("alice", FOUR, NOW + H, NOW + 3 * H, "four")
+    ids = [r.id for r in made]
+    assert {r.booking for r in made} == {ids[0]}
+    (other,) = await store.add("alice", [GPU0], NOW + H, NOW + 3 * H, "four")  # same look
+    assert other.booking == other.id  # booked apart: a booking of its own
+    assert [r.booking for r in await store.list_reservations()] == [ids[0]] * 4 + [other.id]
+    # Editing any one of them edits the booking: every GPU gets the new end.
+    changed = await store.edit(ids[1], "alice", end=NOW + 12 * H)
+    assert [r.id for r in changed] == ids and {r.end for r in changed} == {NOW + 12 * H}
+    assert [r.id for r in await store.booking(ids[2])] == ids
+    assert (await store.get(other.id)).end == NOW + 3 * H  # not part of it
+    # One GPU on its own: it leaves the booking; the rest stay together.
+    (alone,) = await store.edit(ids[2], "alice", start=NOW + 2 * H, gpus=[2])
+    assert (alone.id, alone.booking, alone.start) == (ids[2], ids[2], NOW + 2 * H)
+    assert [r.id for r in await store.booking(ids[0])] == [ids[0], ids[1], ids[3]]
+    # Cancelling the GPU whose id names the booking: the next smallest names it now.
+    (gone,) = await store.cancel(ids[3], "alice", gpus=[0])
+    assert gone.id == ids[0]
+    rest = await store.booking(ids[1])
+    assert [(r.id, r.booking) for r in rest] == [(ids[1], ids[1]), (ids[3], ids[1])]
+    with pytest.raises(ReservationError, match=r"has no GPU 7 \(it holds gpu01:1,3\)"):
+        await store.cancel(ids[1], "alice", gpus=[7])
+    with pytest.raises(NotAllowed, match="belongs to alice"):
+        await store.cancel(ids[1], "bob")
+    assert [r.id for r in await store.cancel(ids[3], "alice")] == [ids[1], ids[3]]
+    assert [r.id for r in await store.list_reservations()] == [other.id, ids[2]]
+
+
+async def test_a_booking_moves_as_one_or_not_at_all(store: ReservationStore) -> None:
+    made = await store.add("alice", FOUR, NOW + H, NOW + 2 * H)
+    (bob,) = await store.add("bob", [FOUR[3]], NOW + 2 * H, NOW + 3 * H)
+    with pytest.raises(Conflict, match="reserved by bob"):
+        await store.edit(made[0].id, "alice", end=NOW + 3 * H)
+    assert {r.end for r in await store.booking(made[0].id)} == {NOW + 2 * H}
+    # Without the GPU bob holds, the rest can grow.
+    grown = await store.edit(made[0].id, "alice", end=NOW + 3 * H, gpus=[0, 1, 2])
+    assert [r.gpu.index for r in grown] == [0, 1, 2] and {r.booking for r in grown} == {made[0].id}
+    (left,) = await store.booking(made[3].id)
+    assert (left.id, left.booking, left.end) == (made[3].id, made[3].id, NOW + 2 * H)
+    assert bob.booking == bob.id
+
+
 async def test_cancel_and_edit_rules(store: ReservationStore) -> None:
     (res,) = await store.add("alice", [GPU0], NOW + H, NOW + 2 * H)
     with pytest.raises(NotAllowed, match="belongs to alice"):
         await store.cancel(res.id, "bob")
-    edited = await store.edit(res.id, "alice", end=NOW + 5 * H, title="longer")
+    [edited] = await store.edit(res.id, "alice", end=NOW + 5 * H, title="longer")
     assert edited.end == NOW + 5 * H and edited.title == "longer"
     (other,) = await store.add("bob", [GPU0], NOW + 6 * H, NOW + 7 * H)
     with pytest.raises(Conflict, match="reserved by bob"):
@@ -106,7 +151,7 @@ async def test_the_past_cannot_be_rewritten(database_url: str) -> None:
         later = ReservationStore(engine, clock=fixed(NOW + H))
         with pytest.raises(NotAllowed, match="only its end"):
             await later.edit(res.id, "alice", start=NOW + H)
-        moved = await later.edit(res.id, "alice", end=NOW + 3 * H)
+        [moved] = await later.edit(res.id, "alice", end=NOW + 3 * H)
         assert moved.start == NOW
         after = ReservationStore(engine, clock=fixed(NOW + 4 * H))
         with pytest.raises(NotAllowed, match="has ended"):
@@ -152,9 +197,17 @@ async def test_the_database_itself_refuses_an_overlap(store: ReservationStore) -
                     created_s=start,
                 )
             )
+    # Moving a row onto it is refused too; renaming or regrouping is not a move.
+    (later,) = await store.add("bob", [GPU0], NOW + 4 * H, NOW + 5 * H)
+    moved = db.reservations.update().where(db.reservations.c.id == later.id)
+    async with store.engine.begin() as conn:
+        with pytest.raises(IntegrityError):
+            await conn.execute(moved.values(start_s=start))
+    async with store.engine.begin() as conn:
+        await conn.execute(moved.values(title="renamed", booking_id=later.id))
     async with store.engine.connect() as conn:
         rows = (await conn.execute(select(db.reservations.c.user))).all()
-    assert [r.user for r in rows] == ["alice"]
+    assert [r.user for r in rows] == ["alice", "bob"]
 
 
 async def test_find_free_skips_taken_slots(store: ReservationStore) -> None:
@@ -264,12 +317,75 @@ async def test_locked_sqlite_is_a_clear_error_and_changes_nothing(tmp_path: Path
 async def test_upgrade_from_every_revision_keeps_rows(database_url: str) -> None:
     engine = db.make_engine(database_url)
     await db.upgrade(engine, "0001")
-    store = ReservationStore(engine, clock=fixed(NOW))
-    await store.add("alice", [GPU0], NOW + H, NOW + 2 * H, "kept")
+    start = int((NOW + H).timestamp())
+    async with engine.begin() as conn:  # the columns 0001 has: the store needs the head
+        await conn.execute(
+            insert(db.reservations).values(
+                user="alice", host="gpu01", gpu_index=0, gpu_uuid=GPU0.uuid, start_s=start,
+                end_s=start + 3600, title="kept", created_s=start,
+            )
+        )  # fmt: skip
     await db.upgrade(engine)
     assert await db.current_revision(engine) == db.head_revision()
+    store = ReservationStore(engine, clock=fixed(NOW))
     (res,) = await store.list_reservations()
-    assert (res.user, res.title) == ("alice", "kept")
+    assert (res.user, res.title, res.booking) == ("alice", "kept", res.id)
+    await engine.dispose()
+
+
+async def test_migration_0004_groups_the_rows_booked_together(database_url: str) -> None:
+    """A filled database at 0003: rows of one user, host, times and title become one booking."""
+    engine = db.make_engine(database_url)
+    await db.upgrade(engine, "0003")
+    base = int(NOW.timestamp())
+
+    def row(
+        rid: int, user: str, host: str, index: int, title: str, **extra: int
+    ) -> dict[str, object]:
+        return {
+            "id": rid, "user": user, "host": host, "gpu_index": index,
+            "gpu_uuid": f"GPU-{host}-{index}", "start_s": base + 10800 * (rid // 10),
+            "end_s": base + 10800 * (rid // 10) + 7200, "title": title, "created_s": base,
+            **extra,
+        }  # fmt: skip
+
+    rows = [
+        *(row(rid, "alice", "gpu01", i, "llama") for i, rid in enumerate((3, 4, 5, 7))),
+        row(8, "alice", "gpu01", 4, "other title"),
+        row(9, "bob", "gpu01", 5, "llama"),
+        row(2, "alice", "gpu02", 0, "llama"),
+        row(6, "alice", "gpu01", 6, "llama", cancelled_s=base),
+        row(15, "alice", "gpu01", 0, "llama"),  # later times: another booking
+        row(16, "alice", "gpu01", 1, "llama"),
+    ]
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(db.reservations), [{**r, "cancelled_s": r.get("cancelled_s")} for r in rows]
+        )
+        if engine.dialect.name == "postgresql":  # ids given by hand: move the sequence past them
+            sequence = "pg_get_serial_sequence('reservations', 'id')"
+            await conn.execute(text(f"SELECT setval({sequence}, 99)"))
+    await db.upgrade(engine)
+    assert await db.current_revision(engine) == db.head_revision()
+    async with engine.connect() as conn:
+        found = (
+            await conn.execute(select(db.reservations.c.id, db.reservations.c.booking_id))
+        ).all()
+    assert dict(found) == {3: 3, 4: 3, 5: 3, 7: 3, 8: 8, 9: 9, 2: 2, 6: 6, 15: 15, 16: 15}
+    store = ReservationStore(engine, clock=fixed(NOW))
+    assert [r.id for r in await store.booking(5)] == [3, 4, 5, 7]
+    # After the upgrade: new bookings, the overlap guard, and rows written by hand.
+    made = await store.add("carol", FOUR[:2], NOW + 5 * H, NOW + 6 * H)
+    assert {r.booking for r in made} == {made[0].id} and made[0].id > 16
+    with pytest.raises(Conflict, match="reserved by alice"):
+        await store.add("carol", [GpuRef("gpu01", 0, "GPU-gpu01-0")], NOW, NOW + 3 * H)
+    async with engine.begin() as conn:
+        with pytest.raises(IntegrityError):
+            overlap = row(50, "eve", "gpu01", 0, "", start_s=base + 3600, end_s=base + 9000)
+            await conn.execute(insert(db.reservations).values(overlap))
+    async with engine.begin() as conn:
+        await conn.execute(insert(db.reservations).values(row(40, "eve", "gpu09", 0, "by hand")))
+    assert (await store.get(40)).booking == 40
     await engine.dispose()
 
 

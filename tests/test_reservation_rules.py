@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hivetui.model import GpuProcess, GpuSample, HostSnapshot, HostStatus
 from hivetui.reservations import (
     Conflict,
+    FreeSlot,
     GpuRef,
     InvalidTimes,
     LimitExceeded,
@@ -22,7 +24,9 @@ from hivetui.reservations import (
     cuda_visible_devices,
     find_free,
     first_conflict,
+    gpus_in_use,
     holders_at,
+    in_use_note,
     overlaps,
     utc,
 )
@@ -226,6 +230,62 @@ def test_find_free_ignores_reservations_that_ended_before() -> None:
     assert slot is not None and slot.start == T0
 
 
+def test_find_free_now_takes_idle_gpus_first() -> None:
+    busy = {A[0].uuid, A[1].uuid, A[3].uuid}
+    slot = find_free([], A, 1, H, T0, in_use=busy)
+    assert slot is not None and slot.gpus == (A[2],) and slot.in_use == ()
+    slot = find_free([], A, 2, H, T0, in_use=busy)  # one idle GPU: the rest must be busy ones
+    assert slot is not None and slot.gpus == (A[0], A[2]) and slot.in_use == (A[0],)
+    # A reserved idle GPU is not free: the busy unreserved ones are what is left.
+    slot = find_free([res(1, A[2], T0, T0 + H)], A, 1, H, T0, in_use=busy)
+    assert slot is not None and slot.gpus == (A[0],) and slot.in_use == (A[0],)
+
+
+def test_find_free_now_prefers_the_host_with_idle_gpus() -> None:
+    busy = {g.uuid for g in A}
+    slot = find_free([], A + B, 1, H, T0, in_use=busy)
+    assert slot is not None and slot.gpus == (B[0],) and slot.in_use == ()
+    slot = find_free([], A + B, 2, H, T0, in_use=busy | {B[1].uuid})
+    assert slot is not None and slot.host == "b" and slot.in_use == (B[1],)
+    slot = find_free([], A + B, 3, H, T0, in_use=busy)  # only host a has three
+    assert slot is not None and slot.host == "a" and slot.in_use == tuple(A[:3])
+
+
+def test_find_free_uses_live_data_only_for_a_slot_that_starts_now() -> None:
+    busy = {A[0].uuid, A[1].uuid}
+    booked = [res(i + 1, g, T0, T0 + H) for i, g in enumerate(A)]
+    slot = find_free(booked, A, 2, H, T0, in_use=busy)
+    assert slot is not None and slot.start == T0 + H
+    assert slot.gpus == (A[0], A[1]) and slot.in_use == ()  # later: index order, no claim
+
+
+def _sample(index: int, util: float, mem: float, procs: int = 0) -> GpuSample:
+    processes = tuple(GpuProcess(100 + i, "bob", 10.0, "train") for i in range(procs))
+    return GpuSample(index, f"GPU-a{index}", "A10", util, mem, 1000.0, 30.0, 50.0, processes)
+
+
+def test_gpus_in_use_reads_processes_load_and_memory() -> None:
+    snap = HostSnapshot(
+        "a",
+        HostStatus.ONLINE,
+        gpus=(_sample(0, 100, 900, 2), _sample(1, 0, 10), _sample(2, 0, 500), _sample(3, 0, 0, 1)),
+    )
+    reasons = gpus_in_use([snap])
+    assert reasons == {
+        "GPU-a0": "2 processes, 100 % busy, 90 % memory",
+        "GPU-a2": "0 % busy, 50 % memory",
+        "GPU-a3": "1 process, 0 % busy, 0 % memory",
+    }
+    slot = find_free([], A, 2, H, T0, in_use=reasons)
+    assert slot is not None and slot.gpus == (A[0], A[1])
+    note = in_use_note(slot, reasons)
+    assert note == (
+        "a:0 (2 processes, 100 % busy, 90 % memory) is in use right now, though not reserved "
+        "(too few idle GPUs)"
+    )
+    assert in_use_note(find_free([], A, 1, H, T0, in_use=reasons) or slot, reasons) is None
+
+
 # A grid of 15 minutes: every reservation edge lies on it, so if any start works,
 # one on the grid does, and checking every grid point is an exhaustive search.
 STEP = timedelta(minutes=15)
@@ -292,3 +352,37 @@ def test_find_free_is_the_earliest_slot_that_overlaps_nothing(
             if g.host == "x" and first_conflict(booked, g.uuid, slot.start, slot.end) is None
         ]
         assert len(x_free) < count
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    booked=bookings(),
+    count=st.integers(1, 3),
+    steps=st.integers(1, 20),
+    busy=st.sets(st.sampled_from([g.uuid for g in GPUS])),
+)
+def test_find_free_with_live_data_is_as_early_and_takes_the_fewest_busy_gpus(
+    booked: list[Reservation], count: int, steps: int, busy: set[str]
+) -> None:
+    duration = steps * STEP
+    plain = find_free(booked, GPUS, count, duration, T0, horizon=HORIZON)
+    live = find_free(booked, GPUS, count, duration, T0, horizon=HORIZON, in_use=busy)
+    if plain is None:
+        assert live is None
+        return
+    assert live is not None and live.start == plain.start  # idle-first never waits longer
+    taken_busy = {g.uuid for g in live.gpus} & busy if live.start == T0 else set()
+    assert {g.uuid for g in live.in_use} == taken_busy
+    if live.start != T0:
+        assert live == plain
+        return
+    fewest = min(
+        max(0, count - sum(1 for g in free if g.uuid not in busy))
+        for host in ("x", "y")
+        if len(free := [g for g in GPUS if g.host == host and _fits_gpu(booked, g, live)]) >= count
+    )
+    assert len(live.in_use) == fewest
+
+
+def _fits_gpu(booked: list[Reservation], gpu: GpuRef, slot: FreeSlot) -> bool:
+    return first_conflict(booked, gpu.uuid, slot.start, slot.end) is None

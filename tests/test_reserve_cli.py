@@ -163,11 +163,58 @@ def test_add_list_json_env_cancel(rig: Rig) -> None:
         rig.ok("reserve", "env", str(solo[0])) == f"CUDA_VISIBLE_DEVICES={rig.uuids['gpu01'][2]}\n"
     )
 
-    out = rig.ok("reserve", "cancel", str(ids[0]))
+    out = rig.ok("reserve", "cancel", str(ids[0]), "--gpu", "0")
     assert out.startswith("cancelled gpu01:0 ")
     assert [r["id"] for r in rig.listed()] == [ids[1], *solo]
     again = rig.run("reserve", "cancel", str(ids[0]))
     assert again.returncode == 2 and f"no reservation {ids[0]}" in again.stderr
+
+
+def test_a_booking_is_edited_cancelled_and_listed_together(rig: Rig) -> None:
+    ids = rig.add("gpu01:0-3", "--from", "+1h", "--for", "2h", title="four")
+    (solo,) = rig.add("gpu02:0", "--from", "+1h", "--for", "2h", title="four")
+    table = rig.ok("reserve", "list").splitlines()
+    assert len(table) == 3  # the header, one line per booking
+    assert table[1].split()[:3] == [str(ids[0]), "alice", "gpu01:0,1,2,3"]
+    assert table[2].split()[:3] == [str(solo), "alice", "gpu02:0"]
+    rows = rig.listed()  # --json keeps one row per GPU, and says which booking
+    assert [(r["id"], r["booking_id"]) for r in rows] == [(i, ids[0]) for i in ids] + [(solo, solo)]
+    start = datetime.fromisoformat(rows[0]["start"])
+
+    # Any reservation of the booking stands for all of it.
+    out = rig.ok("reserve", "edit", str(ids[1]), "--for", "12h")
+    assert out.startswith("changed gpu01:0,1,2,3 for alice ") and out.rstrip().endswith(
+        "reservations " + ", ".join(map(str, ids))
+    )
+    ends = {r["gpu_index"]: datetime.fromisoformat(r["end"]) for r in rig.listed()[:4]}
+    assert ends == {i: start + timedelta(hours=12) for i in range(4)}
+    uuids = rig.uuids["gpu01"]
+    assert rig.ok("reserve", "env", str(ids[3])) == f"CUDA_VISIBLE_DEVICES={','.join(uuids)}\n"
+
+    # --gpu: only that GPU, which then is a booking of its own.
+    out = rig.ok("reserve", "edit", str(ids[0]), "--gpu", "3", "--for", "1h")
+    assert out.startswith("changed gpu01:3 for alice ") and out.rstrip().endswith(str(ids[3]))
+    by_id = {r["id"]: r for r in rig.listed()}
+    assert by_id[ids[3]]["booking_id"] == ids[3]
+    assert datetime.fromisoformat(by_id[ids[3]]["end"]) == start + timedelta(hours=1)
+    assert {by_id[i]["booking_id"] for i in ids[:3]} == {ids[0]}
+    assert rig.ok("reserve", "env", str(ids[0])) == f"CUDA_VISIBLE_DEVICES={','.join(uuids[:3])}\n"
+    assert rig.ok("reserve", "env", str(ids[3])) == f"CUDA_VISIBLE_DEVICES={uuids[3]}\n"
+    assert len(rig.ok("reserve", "list").splitlines()) == 4
+
+    out = rig.ok("reserve", "cancel", str(ids[2]), "--gpu", "1")
+    assert out.startswith("cancelled gpu01:1 for alice ")
+    assert [r["gpu_index"] for r in rig.listed() if r["booking_id"] == ids[0]] == [0, 2]
+    out = rig.ok("reserve", "cancel", str(ids[2]))
+    assert out.startswith("cancelled gpu01:0,2 for alice ")
+    assert [r["id"] for r in rig.listed()] == [ids[3], solo]
+
+    wrong = rig.run("reserve", "cancel", str(ids[3]), "--gpu", "5")
+    assert wrong.returncode == 2
+    assert f"reservation {ids[3]} has no GPU 5 (it holds gpu01:3)" in wrong.stderr
+    typo = rig.run("reserve", "edit", str(ids[3]), "--gpu", "x", "--for", "1h")
+    assert typo.returncode == 2 and "--gpu 'x': 'x' is not a GPU index" in typo.stderr
+    assert len(rig.listed()) == 2
 
 
 def test_list_mine_and_hosts_outside_the_config(rig: Rig, ssh_fleet: TestFleet) -> None:
@@ -292,7 +339,65 @@ def test_free_finds_the_earliest_slot_and_books_it(rig: Rig) -> None:
     # More GPUs than any host has: refused, exit 1.
     none = rig.run("reserve", "free", "--gpus", "5", "--hours", "1")
     assert none.returncode == 1 and "no 5 GPUs on one host are free together" in none.stderr
-    assert "skipping host gone is offline" in none.stderr
+    assert "skipping host gone, which is offline: connection refused" in none.stderr
+
+
+def busy_a10x4(busy: tuple[int, ...]) -> dict[str, Any]:
+    """The a10x4 host with GPUs ``busy`` at 100 % and running a process each, nobody's booking."""
+    state = load_state("a10x4")
+    for gpu in state["gpus"]:
+        if gpu["index"] in busy:
+            gpu.update({"utilization.gpu": "100", "memory.used": "20000", "memory.free": "2528"})
+            state["apps"].append(
+                {
+                    "gpu_uuid": gpu["uuid"],
+                    "pid": 40000 + gpu["index"],
+                    "process_name": "python train.py",
+                    "used_gpu_memory": "19990",
+                }
+            )
+    return state
+
+
+def test_free_now_offers_idle_gpus_first_and_says_when_one_is_busy(
+    rig: Rig, ssh_fleet: TestFleet
+) -> None:
+    ssh_fleet.hosts["gpu01"].set_state(busy_a10x4((0, 1, 3)))
+    one = rig.run("reserve", "free", "--gpus", "1", "--hours", "1")
+    assert one.returncode == 0 and one.stdout.startswith("gpu01:2 free from "), one
+    assert "note" not in one.stderr
+    # Two on gpu01: only one is idle, so a busy one comes along, and it says which.
+    two = rig.run("reserve", "free", "--gpus", "2", "--hours", "1", "--host", "gpu01")
+    assert two.returncode == 0 and two.stdout.startswith("gpu01:0,2 free from "), two
+    assert "note: gpu01:0 (1 process, 100 % busy, 87 % memory) is in use right now" in two.stderr
+    assert "gpu01:2 (" not in two.stderr
+    # --book takes the idle GPU, not the first index.
+    booked = rig.run("reserve", "free", "--gpus", "1", "--hours", "1", "--book", "--title", "x")
+    assert booked.returncode == 0 and "booked gpu01:2 for alice" in booked.stdout
+    assert [(r["host"], r["gpu_index"]) for r in rig.listed()] == [("gpu01", 2)]
+    # Later slots know nothing of who will run then: plain index order, no note.
+    later = rig.run("reserve", "free", "--gpus", "1", "--hours", "1", "--after", "+2h")
+    assert later.stdout.startswith("gpu01:0 free from ") and "note" not in later.stderr
+
+
+def test_free_wording_for_one_gpu_and_hosts_without_gpus(rig: Rig, ssh_fleet: TestFleet) -> None:
+    ssh_fleet.add("cpu01", "no_devices")
+    config = ssh_fleet.write_config(database=rig.database, admins=["carol"])
+    with config.open("a") as fh:
+        fh.write("[reservations]\nmax_days_ahead = 1\nmax_hours = 24\n")
+    rig.add("gpu02:0", "--for", "24h")
+    rig.add("gpu02:0", "--from", rig.listed()[0]["end"], "--for", "24h")
+    none = rig.run("reserve", "free", "--gpus", "1", "--hours", "1", "--host", "gpu02")
+    assert none.returncode == 1, none
+    assert "refused: no GPU on gpu02 is free for 1 h within the next 1 day\n" in none.stderr
+    two = rig.run("reserve", "free", "--gpus", "2", "--hours", "1", "--host", "gpu02")
+    assert "no 2 GPUs on gpu02 are free together for 1 h within the next 1 day\n" in two.stderr
+    skipped = rig.run("reserve", "free", "--gpus", "1", "--hours", "1")
+    assert skipped.returncode == 0 and skipped.stdout.startswith("gpu01:0 free from ")
+    assert "hivetui: skipping host cpu01, which has no NVIDIA GPU" in skipped.stderr
+    named = rig.run("reserve", "free", "--gpus", "1", "--hours", "1", "--host", "cpu01")
+    assert named.returncode == 2
+    assert "host cpu01 has no NVIDIA GPU" in named.stderr
 
 
 @pytest.mark.parametrize(

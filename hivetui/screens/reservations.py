@@ -17,7 +17,15 @@ from textual.widgets import Footer, Header, Static
 from hivetui.booking import ReservationStore
 from hivetui.db import DatabaseError
 from hivetui.protection import violations
-from hivetui.reservations import FreeSlot, GpuRef, Reservation, ReservationError, holders_at
+from hivetui.reservations import (
+    FreeSlot,
+    GpuRef,
+    Reservation,
+    ReservationError,
+    gpus_in_use,
+    holders_at,
+    in_use_note,
+)
 from hivetui.screens.context import ScreenContext
 from hivetui.screens.reservation_form import (
     ConfirmCancel,
@@ -37,10 +45,13 @@ def local_text(when: datetime) -> str:
     return when.astimezone().strftime("%Y-%m-%d %H:%M")
 
 
-def describe_slot(slot: FreeSlot) -> str:
+def describe_slot(slot: FreeSlot, in_use: dict[str, str] | None = None) -> str:
+    """The slot in a line; a second line names its GPUs that are in use right now."""
     gpus = ",".join(str(g.index) for g in slot.gpus)
     start, end = slot.start.astimezone(), slot.end.astimezone()
-    return f"{slot.host}:{gpus} free {start:%a %d %b %H:%M} → {end:%a %d %b %H:%M}"
+    line = f"{slot.host}:{gpus} free {start:%a %d %b %H:%M} → {end:%a %d %b %H:%M}"
+    note = in_use_note(slot, in_use or {})
+    return line if note is None else f"{line}\n⚠ {note}"
 
 
 class ReservationsLoaded(Message):
@@ -66,7 +77,9 @@ class ReservationsScreen(Screen[None]):
         Binding("escape", "back", "Back"),
         Binding("n", "new", "New"),
         Binding("e", "edit", "Edit"),
+        Binding("E", "edit(True)", "Edit this GPU only", show=False),
         Binding("d", "cancel_reservation", "Cancel res."),
+        Binding("D", "cancel_reservation(True)", "Cancel this GPU only", show=False),
         Binding("f", "find_free", "Find free"),
     ]
 
@@ -212,12 +225,23 @@ class ReservationsScreen(Screen[None]):
             self.notify("no reservation under the cursor", severity="warning")
         return res
 
-    def action_edit(self) -> None:
+    def _together(self, res: Reservation, one_gpu: bool) -> list[Reservation]:
+        """What ``e``/``d`` act on: the whole booking of ``res``, or only its GPU."""
+        if one_gpu:
+            return [res]
+        same = [r for r in self.grid.reservations if r.booking == res.booking]
+        return sorted(same or [res], key=lambda r: (r.gpu.host, r.gpu.index))
+
+    def action_edit(self, one_gpu: bool = False) -> None:
+        """Edit the booking under the cursor (all its GPUs); ``one_gpu``: only this GPU."""
         store = self._need_store()
         res = self._held() if store is not None else None
         if store is None or res is None:
             return
-        values = FormValues(res.gpu.label, local_text(res.start), local_text(res.end), res.title)
+        together = self._together(res, one_gpu)
+        labels = ",".join(r.gpu.label for r in together)
+        values = FormValues(labels, local_text(res.start), local_text(res.end), res.title)
+        only = [res.gpu.index] if one_gpu else None
 
         shown = values
 
@@ -227,37 +251,50 @@ class ReservationsScreen(Screen[None]):
             start = None if values.start == shown.start else parse_when(values.start, now)
             end = None if values.end == shown.end else parse_when(values.end, now)
             changed = await store.edit(
-                res.id, self.ctx.user, start=start, end=end, title=values.title.strip()
+                res.id, self.ctx.user, start=start, end=end, title=values.title.strip(), gpus=only
             )
-            return f"reservation {changed.id} now ends {changed.end.astimezone():%a %H:%M}"
+            return f"{_labels(changed)} now end{'s' if len(changed) == 1 else ''} " + (
+                f"{changed[0].end.astimezone():%a %H:%M}"
+            )
 
-        form = ReservationForm(f"Edit reservation {res.id}", values, submit, gpus_editable=False)
+        heading = (
+            f"Edit reservation {res.id} ({res.gpu.label} only)"
+            if one_gpu
+            else f"Edit reservation {res.booking}"
+        )
+        form = ReservationForm(heading, values, submit, gpus_editable=False)
         self.app.push_screen(form, self._after_change)
 
-    def action_cancel_reservation(self) -> None:
+    def action_cancel_reservation(self, one_gpu: bool = False) -> None:
+        """Cancel the booking under the cursor (all its GPUs); ``one_gpu``: only this GPU."""
         store = self._need_store()
         res = self._held() if store is not None else None
         if store is None or res is None:
             return
+        together = self._together(res, one_gpu)
+        what = f"{_labels(together)} only" if one_gpu else _labels(together)
         question = (
-            f"Cancel reservation {res.id} of {res.user} on {res.gpu.label}, "
+            f"Cancel reservation {res.id if one_gpu else res.booking} of {res.user} on {what}, "
             f"{res.start.astimezone():%a %d %b %H:%M} → {res.end.astimezone():%a %d %b %H:%M}?"
         )
+        only = [res.gpu.index] if one_gpu else None
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._cancel(store, res)
+                self._cancel(store, res, only)
 
         self.app.push_screen(ConfirmCancel(question), answered)
 
     @work(group="change")
-    async def _cancel(self, store: ReservationStore, res: Reservation) -> None:
+    async def _cancel(
+        self, store: ReservationStore, res: Reservation, only: list[int] | None
+    ) -> None:
         try:
-            await store.cancel(res.id, self.ctx.user)
+            gone = await store.cancel(res.id, self.ctx.user, gpus=only)
         except (ReservationError, DatabaseError) as exc:
             self.notify(str(exc), title="Not cancelled", severity="error", timeout=8)
             return
-        self.notify(f"reservation {res.id} cancelled")
+        self.notify(f"cancelled {_labels(gone)} (reservation {gone[0].booking})")
         self.reload()
 
     def action_find_free(self) -> None:
@@ -265,22 +302,38 @@ class ReservationsScreen(Screen[None]):
         if store is None:
             return
 
+        in_use: dict[str, str] = {}
+
         async def find(count: int, duration: timedelta, host: str | None) -> FreeSlot | None:
             gpus = self.grid.fleet_gpus
             if host is not None and host not in {g.host for g in gpus}:
                 raise ReservationError(f"no host {host!r} with GPUs in the fleet")
-            return await store.find_free(gpus, count, duration, hosts=_hosts(host))
+            # The same rule as `hivetui reserve free`: idle GPUs first for a slot starting now.
+            in_use.clear()
+            in_use.update(gpus_in_use(self.ctx.fleet.snapshots()))
+            return await store.find_free(gpus, count, duration, hosts=_hosts(host), in_use=in_use)
 
         async def book(slot: FreeSlot) -> str:
             made = await store.add(self.ctx.user, slot.gpus, slot.start, slot.end, "")
             self.grid.go_to(slot.start)
             return f"booked {', '.join(r.gpu.label for r in made)}"
 
-        self.app.push_screen(FindFreeForm(find, book, describe_slot), self._after_change)
+        def describe(slot: FreeSlot) -> str:
+            return describe_slot(slot, in_use)
+
+        self.app.push_screen(FindFreeForm(find, book, describe), self._after_change)
 
     def _after_change(self, changed: bool | None) -> None:
         if changed:
             self.reload()
+
+
+def _labels(reservations: Sequence[Reservation]) -> str:
+    """``gpu01:0,1,3``: the GPUs of one booking (one host), in a few characters."""
+    if not reservations:
+        return ""
+    host = reservations[0].gpu.host
+    return f"{host}:" + ",".join(str(r.gpu.index) for r in reservations)
 
 
 def _hosts(host: str | None) -> Sequence[str] | None:

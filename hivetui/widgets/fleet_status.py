@@ -91,5 +91,7 @@ class FleetStatus(Static):
         if summary.agent_checked:
             parts.append(agent_part(summary.agent_beat_at, summary.now))
         if summary.query:
-            parts.append((f" · filter “{summary.query}”: {summary.rows_shown} rows", "cyan"))
+            shown = summary.rows_shown
+            rows = f"{shown} row{'' if shown == 1 else 's'}"
+            parts.append((f" · filter “{summary.query}”: {rows}", "cyan"))
         self.update(Text.assemble(*parts, no_wrap=True, overflow="ellipsis"))

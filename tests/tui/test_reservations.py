@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from hivetui import db
 from hivetui.agent import beat
@@ -276,6 +276,58 @@ async def test_e_edits_the_end(fleet: Fleet, store: ReservationStore) -> None:
         assert (after.id, after.start, after.end) == (made.id, made.start, at(5))
 
 
+async def test_e_and_d_act_on_the_whole_booking(fleet: Fleet, store: ReservationStore) -> None:
+    made = await store.add(ME, [gpu(i) for i in (2, 5, 6)], at(1), at(3), "three")
+    app = grid_app(fleet, store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        grid = await open_grid(pilot)
+        await go_to_row(pilot, grid, 5)
+        await pilot.press("l", "e")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, ReservationForm)
+        assert form.current().gpus == "hopper-01:2,hopper-01:5,hopper-01:6"
+        form.query_one("#end", Input).value = "+12h"
+        await pilot.press("enter")
+        await settle(pilot)
+        after = await store.list_reservations()
+        assert [(r.id, r.end) for r in after] == [(r.id, at(12)) for r in made]
+        await pilot.press("d")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmCancel)
+        assert "hopper-01:2,5,6" in app.screen.question
+        await pilot.press("y")
+        await settle(pilot)
+        assert await store.list_reservations() == []
+
+
+async def test_shift_e_and_shift_d_act_on_one_gpu(fleet: Fleet, store: ReservationStore) -> None:
+    made = await store.add(ME, [gpu(i) for i in (2, 5, 6)], at(1), at(3), "three")
+    app = grid_app(fleet, store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        grid = await open_grid(pilot)
+        await go_to_row(pilot, grid, 5)
+        await pilot.press("l", "E")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, ReservationForm)
+        assert form.current().gpus == "hopper-01:5"
+        form.query_one("#end", Input).value = "+5h"
+        await pilot.press("enter")
+        await settle(pilot)
+        ends = {r.gpu.index: (r.end, r.booking) for r in await store.list_reservations()}
+        first, moved = made[0].id, made[1].id
+        assert ends == {2: (at(3), first), 5: (at(5), moved), 6: (at(3), first)}
+        await go_to_row(pilot, grid, 6)
+        await pilot.press("D")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmCancel)
+        assert "hopper-01:6 only" in app.screen.question
+        await pilot.press("y")
+        await settle(pilot)
+        assert [r.gpu.index for r in await store.list_reservations()] == [2, 5]
+
+
 async def test_brackets_change_day_and_t_comes_back(fleet: Fleet, store: ReservationStore) -> None:
     app = grid_app(fleet, store)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -327,6 +379,32 @@ async def test_find_free_books_the_earliest_slot(fleet: Fleet, store: Reservatio
         assert isinstance(app.screen, ReservationsScreen)
         booked = await store.list_reservations(user=ME)
         assert len(booked) == 8 and {(r.start, r.end) for r in booked} == {(at(2), at(3))}
+
+
+async def test_find_free_now_takes_idle_gpus_first(fleet: Fleet, store: ReservationStore) -> None:
+    """GPUs 0, 1, 3, 4 and 7 run processes (nobody reserved them); 2, 5 and 6 are idle."""
+    app = grid_app(fleet, store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_grid(pilot)
+        await pilot.press("f")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, FindFreeForm)
+        form.query_one("#count", Input).value = "4"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert form.slot is not None and form.slot.start == at(0)
+        assert [g.index for g in form.slot.gpus] == [0, 2, 5, 6]
+        shown = str(form.query_one("#free-result", Static).render())
+        assert "hopper-01:0 (2 processes, " in shown and "in use right now" in shown
+        form.query_one("#count", Input).value = "1"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert form.slot is not None and [g.index for g in form.slot.gpus] == [2]
+        assert "in use right now" not in str(form.query_one("#free-result", Static).render())
+        await pilot.press("enter")
+        await settle(pilot)
+        assert [r.gpu.index for r in await store.list_reservations(user=ME)] == [2]
 
 
 async def test_mouse_drag_selects_a_range(fleet: Fleet, store: ReservationStore) -> None:
