@@ -18,6 +18,7 @@ from hivetui.core import current_user
 from hivetui.db import DatabaseError
 from hivetui.fleet import Fleet
 from hivetui.guard import Guard
+from hivetui.safe_text import printable
 from hivetui.screens.context import ScreenContext
 from hivetui.screens.dashboard import DashboardScreen
 from hivetui.screens.help import HelpScreen, key_help
@@ -65,7 +66,7 @@ class HiveApp(App[None]):
             await self.fleet.start()  # only spawns the collector tasks; never blocks
             self._fleet_started = True
         if self._notice:
-            self.notify(self._notice, severity="warning", timeout=20)
+            self.notify(printable(self._notice), severity="warning", timeout=20, markup=False)
         if self.guard is not None:
             self.set_interval(GUARD_EVERY_S, self._run_guard)
         if self.ctx.store is not None:
@@ -112,12 +113,13 @@ class HiveApp(App[None]):
             if res.id in idle and res.id not in self._told_idle:
                 self._told_idle.add(res.id)
                 self.notify(
-                    f"Your reservation {res.id} of {res.gpu.label} has been idle for over "
-                    f"{self.ctx.idle_minutes:g} min. Cancel it (r, then d) if you no "
+                    f"Your reservation {res.id} of {printable(res.gpu.label)} has been idle for "
+                    f"over {self.ctx.idle_minutes:g} min. Cancel it (r, then d) if you no "
                     "longer need it.",
                     title="Idle reservation",
                     severity="warning",
                     timeout=30,
+                    markup=False,
                 )
 
     def _run_guard(self) -> None:

@@ -33,6 +33,8 @@ from hivetui.reservations import (
     first_conflict,
     utc,
 )
+from hivetui.safe_text import fit_cells, printable
+from hivetui.trust import is_gpu_uuid
 
 T = db.reservations
 
@@ -45,8 +47,23 @@ def _dt(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+class MalformedRow(db.DatabaseError):
+    """A row that hivetui did not write: its GPU uuid is not one a driver prints."""
+
+
 def _value(row: Row[Any]) -> Reservation:
+    """The row as a value; a GPU uuid a driver could not have printed is refused here.
+
+    Anyone who can write the shared database can put any text in a row, and
+    ``reserve env`` hands the uuid to a shell: nothing unchecked leaves here.
+    """
     m = row._mapping
+    if not is_gpu_uuid(m["gpu_uuid"]):
+        shown = printable(fit_cells(str(m["gpu_uuid"]), 60))
+        raise MalformedRow(
+            f"reservation {m['id']} in the database has a malformed GPU uuid '{shown}': "
+            "hivetui did not write it; ask an admin to delete that row"
+        )
     return Reservation(
         id=m["id"],
         user=m["user"],

@@ -15,6 +15,7 @@ from textual.widgets import Footer, Header, Static
 
 from hivetui.history import GpuHistory
 from hivetui.model import GpuSample, HostSnapshot
+from hivetui.safe_text import literal
 from hivetui.screens.context import ScreenContext
 from hivetui.widgets.fleet_rows import gpu_state, host_state
 from hivetui.widgets.gpu_chart import ChartMetric, ChartSeries, GpuChart
@@ -123,13 +124,15 @@ class HostDetailScreen(Screen[None]):
 
     def _title(self, snap: HostSnapshot | None, gpu: GpuSample | None) -> Text:
         if snap is None:
-            return Text.assemble((self.host, "bold"), (" · not in the fleet", "red"))
+            return Text.assemble(literal(self.host, "bold"), (" · not in the fleet", "red"))
         if gpu is None:
-            return Text.assemble((snap.name, "bold"), " · ", host_state(snap).to_text())
+            return Text.assemble(literal(snap.name, "bold"), " · ", host_state(snap).to_text())
         position = [g.index for g in snap.gpus].index(gpu.index) + 1
         return Text.assemble(
-            (snap.name, "bold"),
-            f" · GPU {gpu.index} ({position}/{len(snap.gpus)}) · {gpu.name} · ",
+            literal(snap.name, "bold"),
+            f" · GPU {gpu.index} ({position}/{len(snap.gpus)}) · ",
+            literal(gpu.name),
+            " · ",
             gpu_state(gpu).to_text(),
             ("   ←/→ switch GPU", "dim"),
         )

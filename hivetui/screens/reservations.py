@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -18,6 +19,7 @@ from hivetui.booking import ReservationStore
 from hivetui.db import DatabaseError
 from hivetui.protection import violations
 from hivetui.reservations import FreeSlot, GpuRef, Reservation, ReservationError, holders_at
+from hivetui.safe_text import literal, printable
 from hivetui.screens.context import ScreenContext
 from hivetui.screens.reservation_form import (
     ConfirmCancel,
@@ -116,7 +118,9 @@ class ReservationsScreen(Screen[None]):
             found = await store.list_reservations(start=start, end=end)
             idle = await self.ctx.idle_ids(found)
         except DatabaseError as exc:
-            self.notify(str(exc), title="Reservations", severity="error", timeout=8)
+            self.notify(
+                printable(str(exc)), title="Reservations", severity="error", timeout=8, markup=False
+            )
         else:
             self.post_message(ReservationsLoaded(start, end, found, idle))
         self._rearm()
@@ -158,7 +162,8 @@ class ReservationsScreen(Screen[None]):
                 f"{res.user}{title} · {res.gpu.label} {res.start.astimezone():%a %H:%M}"
                 f" → {res.end.astimezone():%a %H:%M} (#{res.id})"
             )
-        line.update(f"{what}   [dim]{zoom}/column · n new · e edit · d cancel · f find[/]")
+        keys = f"   {zoom}/column · n new · e edit · d cancel · f find"
+        line.update(Text.assemble(literal(what), (keys, "dim"), no_wrap=True, overflow="ellipsis"))
 
     @on(ReservationGrid.Moved)
     def _moved(self) -> None:
@@ -217,7 +222,13 @@ class ReservationsScreen(Screen[None]):
         res = self._held() if store is not None else None
         if store is None or res is None:
             return
-        values = FormValues(res.gpu.label, local_text(res.start), local_text(res.end), res.title)
+        # Shown in Inputs, which draw text as it is: escape what a teammate wrote.
+        values = FormValues(
+            printable(res.gpu.label),
+            local_text(res.start),
+            local_text(res.end),
+            printable(res.title),
+        )
 
         shown = values
 
@@ -255,7 +266,13 @@ class ReservationsScreen(Screen[None]):
         try:
             await store.cancel(res.id, self.ctx.user)
         except (ReservationError, DatabaseError) as exc:
-            self.notify(str(exc), title="Not cancelled", severity="error", timeout=8)
+            self.notify(
+                printable(str(exc)),
+                title="Not cancelled",
+                severity="error",
+                timeout=8,
+                markup=False,
+            )
             return
         self.notify(f"reservation {res.id} cancelled")
         self.reload()

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from hivetui.model import GpuAvailability, GpuSample, HostSnapshot, HostStatus
 from hivetui.protection import violations
 from hivetui.reservations import Reservation
+from hivetui.safe_text import printable
+from hivetui.safe_text import width as cell_width
 from hivetui.widgets.cells import (
     DASH,
     EMPTY,
@@ -112,18 +114,19 @@ def gpu_row_key(host: str, index: int) -> str:
 
 
 def gpu_label(gpu: GpuSample) -> str:
-    return f"  {gpu.index} {short_gpu_name(gpu.name)}"
+    return f"  {gpu.index} {short_gpu_name(printable(gpu.name))}"
 
 
 def host_state(snap: HostSnapshot) -> Cell:
     """What the host's connection and driver say, coloured by how bad it is."""
-    status, error = snap.status, snap.error
+    status, error = snap.status, None if snap.error is None else printable(snap.error)
     if status is HostStatus.ONLINE:
         avail = snap.gpu_availability
         if avail is GpuAvailability.NO_GPU:
             return Cell((("online", "green"), (" · no NVIDIA GPU", "yellow")))
         if avail is GpuAvailability.ERROR:
-            return Cell((("online", "green"), (f" · GPU error: {snap.gpu_error or '?'}", "yellow")))
+            error = printable(snap.gpu_error or "?")
+            return Cell((("online", "green"), (f" · GPU error: {error}", "yellow")))
         if avail is GpuAvailability.UNKNOWN and not snap.gpus:
             return Cell((("online", "green"), (" · reading GPUs…", "dim")))
         free = f" · {snap.free_gpus}/{len(snap.gpus)} GPUs free"
@@ -140,24 +143,30 @@ def gpu_state(gpu: GpuSample, mark: GpuMark | None = None) -> Cell:
     if gpu.is_free:
         usage = Cell.of("free", "bold green")
     else:
-        users = gpu.users
+        users = [printable(user) for user in gpu.users]
         usage = Cell.of(", ".join(users) if users else "busy", "yellow")
     if mark is None:
         return usage
+    holder = printable(mark.holder)
     if mark.intruders:
-        whose = "my" if mark.mine else f"{mark.holder}'s"
-        return Cell.of(f"⚠ {', '.join(mark.intruders)} on {whose} GPU", "bold red")
-    label = ("mine", "bold cyan") if mark.mine else (f"reserved: {mark.holder}", "magenta")
+        whose = "my" if mark.mine else f"{holder}'s"
+        intruders = ", ".join(printable(name) for name in mark.intruders)
+        return Cell.of(f"⚠ {intruders} on {whose} GPU", "bold red")
+    label = ("mine", "bold cyan") if mark.mine else (f"reserved: {holder}", "magenta")
     return Cell((label, (" · ", "dim"), *usage.parts))
 
 
 def choose_layout(width: int, snapshots: Sequence[HostSnapshot]) -> TableLayout:
     """Fit the most important columns into ``width`` cells; give any room left to bars."""
     name_w = min(
-        max([len("Host / GPU")] + [len(s.name) for s in snapshots] + _gpu_label_widths(snapshots)),
+        max(
+            [len("Host / GPU")]
+            + [cell_width(printable(s.name)) for s in snapshots]
+            + _gpu_label_widths(snapshots)
+        ),
         _NAME_MAX,
     )
-    state_content = max([len("State")] + [len(host_state(s).plain) for s in snapshots])
+    state_content = max([len("State")] + [cell_width(host_state(s).plain) for s in snapshots])
     state_content = max(state_content, 9)  # "bob, carol"
     state_min = min(state_content, _STATE_MIN)
     used = name_w + _PAD + state_min + _PAD + _UTIL_MIN + _PAD
@@ -189,7 +198,7 @@ def choose_layout(width: int, snapshots: Sequence[HostSnapshot]) -> TableLayout:
 
 
 def _gpu_label_widths(snapshots: Iterable[HostSnapshot]) -> list[int]:
-    return [len(gpu_label(gpu)) for snap in snapshots for gpu in snap.gpus]
+    return [cell_width(gpu_label(gpu)) for snap in snapshots for gpu in snap.gpus]
 
 
 def matches(
@@ -227,7 +236,7 @@ def host_rows(
         log.exception("cannot show host %s", snap.name)
         broken = {
             "name": Cell.of(snap.name, "bold"),
-            "state": Cell.of(f"display error: {exc}", "red"),
+            "state": Cell.of(f"display error: {printable(str(exc))}", "red"),
         }
         return [TableRow(snap.name, snap.name, None, _cells(layout, broken))]
 
@@ -236,7 +245,7 @@ def _cells(layout: TableLayout, by_key: dict[str, Cell]) -> tuple[Cell, ...]:
     out: list[Cell] = []
     for column in layout.columns:
         cell = by_key.get(column.key, EMPTY)
-        if len(cell.parts) == 1 and len(cell.parts[0][0]) > column.width:
+        if len(cell.parts) == 1 and cell_width(cell.parts[0][0]) > column.width:
             text, style = cell.parts[0]  # names and states: cut with an ellipsis
             cell = Cell.of(fit(text, column.width), style)
         out.append(cell)
@@ -245,7 +254,7 @@ def _cells(layout: TableLayout, by_key: dict[str, Cell]) -> tuple[Cell, ...]:
 
 def _host_cells(snap: HostSnapshot, layout: TableLayout) -> dict[str, Cell]:
     load = snap.load
-    cells = {"name": Cell.of(snap.name, "bold"), "state": host_state(snap)}
+    cells = {"name": Cell.of(printable(snap.name), "bold"), "state": host_state(snap)}
     if load is None:
         cells["util"] = Cell.of(DASH, "dim")
         cells["mem"] = Cell.of(DASH, "dim")

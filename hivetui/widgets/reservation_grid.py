@@ -22,6 +22,8 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from hivetui.reservations import GpuRef, Reservation
+from hivetui.safe_text import chunk_cells, pad_cells, printable
+from hivetui.safe_text import width as cell_width
 from hivetui.widgets.cells import fit
 from hivetui.widgets.grid_cells import (
     DEFAULT_ZOOM,
@@ -146,7 +148,7 @@ class ReservationGrid(Widget, can_focus=True):
 
     @property
     def label_width(self) -> int:
-        longest = max([len(g.label) for g in self.gpus] + [8])
+        longest = max([cell_width(printable(g.label)) for g in self.gpus] + [8])
         return min(longest, _LABEL_MAX) + 1
 
     @property
@@ -367,13 +369,13 @@ class ReservationGrid(Widget, can_focus=True):
                 if 0 <= col < len(cells):
                     cells[col] = blank
             cells[now] = ("now", _STYLES["now"])
-        head = Segment(fit("GPU", lw - 1).ljust(lw), _STYLES["label"])
+        head = Segment(pad_cells(fit("GPU", lw - 1), lw), _STYLES["label"])
         return [head, *(Segment(text, style) for text, style in cells)]
 
     def _row_segments(self, row: int) -> list[Segment]:
         view, lw = self.view, self.label_width
         gpu = view.gpus[row]
-        segments = [Segment(fit(gpu.label, lw - 1).ljust(lw), _STYLES["label"])]
+        segments = [Segment(pad_cells(fit(gpu.label, lw - 1), lw), _STYLES["label"])]
         cells = view.rows[row]
         texts = _run_texts(cells)
         sel = self._selected_columns(row)
@@ -439,10 +441,14 @@ def _run_texts(cells: Sequence[GridSlot]) -> list[str]:
             end += 1
         width = (end - col) * CELL_W
         cell = cells[col]
-        name = f"{res.user} ⚠" if cell.violated else f"{res.user} idle" if cell.idle else res.user
-        label = fit(name, width - 1).center(width) if width > 3 else fit(name, width)
-        label = label.ljust(width)
+        user = printable(res.user)
+        name = f"{user} ⚠" if cell.violated else f"{user} idle" if cell.idle else user
+        label = fit(name, width - 1) if width > 3 else fit(name, width)
+        if width > 3:  # centred by cells, as str.center does: names may hold wide characters
+            spare = width - cell_width(label)
+            label = " " * (spare // 2 + (spare & width & 1)) + label
+        pieces = chunk_cells(label, CELL_W)
         for i in range(col, end):
-            texts[i] = label[(i - col) * CELL_W : (i - col + 1) * CELL_W]
+            texts[i] = pieces[i - col] if i - col < len(pieces) else " " * CELL_W
         col = end
     return texts
