@@ -319,56 +319,69 @@ class ReservationGrid(Widget, can_focus=True):
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         if y == 0:
-            return Strip(self._day_line(), width).crop_extend(0, width, None)
+            return Strip(self._day_line(width)).crop_extend(0, width, None)
         if y == 1:
-            return Strip(self._time_line(), width).crop_extend(0, width, None)
+            return Strip(self._time_line(width)).crop_extend(0, width, None)
         row = self.row_offset + y - HEADER_LINES
         if row >= len(self.gpus):
             return Strip.blank(width)
         return Strip(self._row_segments(row)).crop_extend(0, width, None)
 
-    def _day_line(self) -> list[Segment]:
-        view, lw = self.view, self.label_width
-        segments, x, last_day = [], 0, None
-        for col in range(view.columns):
-            local = view.time_of(col).astimezone()
-            if local.date() == last_day:
-                continue
-            last_day = local.date()
-            at = lw + col * CELL_W
-            if at < x:
-                continue  # the previous label still runs here (1 day per column)
-            label = local.strftime("%a %d %b" if self.slot < timedelta(days=1) else "%b")
-            segments += [Segment(" " * (at - x)), Segment(label, _STYLES["day"])]
-            x = at + len(label)
-            if self.slot >= timedelta(days=1):
-                break  # at a day per column the time line names the days
-        return segments
-
-    def _time_line(self) -> list[Segment]:
-        """Labels every other column; "now" over the column that holds now."""
+    def _day_line(self, width: int) -> list[Segment]:
+        """Each day's name over its first column; at a day per column, each month's."""
         view, lw = self.view, self.label_width
         daily = self.slot >= timedelta(days=1)
-        cells: list[tuple[str, Style]] = []
-        for col in range(0, view.columns, 2):
+        segments, x, last = [], 0, None
+        for col in range(view.columns):
             local = view.time_of(col).astimezone()
-            label = (local.strftime("%d") if daily else local.strftime("%H:%M")).ljust(CELL_W * 2)
+            key = (local.year, local.month) if daily else local.date()
+            if key == last:
+                continue
+            last = key
+            at = lw + col * CELL_W
+            if at < x + 1:
+                continue  # the previous label still runs here: keep a gap
+            label = local.strftime("%b" if daily else "%a %d %b")
+            if at + len(label) > width:
+                room = width - at
+                if room < 4:
+                    break
+                label = fit(label, room)  # cut at the edge, and marked as cut
+            segments += [Segment(" " * (at - x)), Segment(label, _STYLES["day"])]
+            x = at + len(label)
+        return segments
+
+    def _time_line(self, width: int) -> list[Segment]:
+        """Labels every other column (each column at a day per column); "now" over now."""
+        view, lw = self.view, self.label_width
+        daily = self.slot >= timedelta(days=1)
+        blank = (" " * CELL_W, Style())
+        cells: list[tuple[str, Style]] = []
+        for col in range(view.columns):
+            local = view.time_of(col).astimezone()
             if daily:
-                label = local.strftime("%d").ljust(CELL_W) + view.time_of(
-                    col + 1
-                ).astimezone().strftime("%d").ljust(CELL_W)
-            cells += [(label[:CELL_W], _STYLES["hour"]), (label[CELL_W:], _STYLES["hour"])]
+                cells.append((local.strftime("%d").ljust(CELL_W), _STYLES["hour"]))
+            elif col % 2 == 0:
+                label = local.strftime("%H:%M").ljust(CELL_W * 2)
+                cells += [(label[:CELL_W], _STYLES["hour"]), (label[CELL_W:], _STYLES["hour"])]
         del cells[view.columns :]
+        if not daily and len(cells) % 2:
+            cells[-1] = blank  # half a time would read as another time
         now = view.now_column
         if now is not None:
-            # "now" takes the label pair it falls in; on the pair's second half it
-            # would touch the next label, so that label gives way too.
-            blank = (" " * CELL_W, Style())
-            hide = [now + 1] if now % 2 == 0 else [now - 1, now + 1, now + 2]
-            for col in hide if not daily else []:
-                if 0 <= col < len(cells):
-                    cells[col] = blank
-            cells[now] = ("now", _STYLES["now"])
+            if daily:
+                # A day's column holds its date and a space: "now" takes all three
+                # cells, so it gives way to a marked date instead.
+                day = view.time_of(now).astimezone().strftime("%d")
+                cells[now] = (day.ljust(CELL_W), _STYLES["now"])
+            else:
+                # "now" takes the label pair it falls in; on the pair's second half it
+                # would touch the next label, so that label gives way too.
+                hide = [now + 1] if now % 2 == 0 else [now - 1, now + 1, now + 2]
+                for col in hide:
+                    if 0 <= col < len(cells):
+                        cells[col] = blank
+                cells[now] = ("now", _STYLES["now"])
         head = Segment(pad_cells(fit("GPU", lw - 1), lw), _STYLES["label"])
         return [head, *(Segment(text, style) for text, style in cells)]
 

@@ -1,0 +1,136 @@
+"""What a new user hit in the TUI: the grid's time header, a host without GPUs, the palette,
+and the dashboard at 80x24.
+
+The grid's header lines are read back from the widget (``render_line``): what
+the terminal would get for each line, at every zoom level and many widths.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from textual.pilot import Pilot
+
+from hivetui.app import HiveApp, make_app
+from hivetui.fleet import Fleet
+from hivetui.widgets.grid_cells import ZOOMS
+from hivetui.widgets.reservation_grid import ReservationGrid
+
+if TYPE_CHECKING:
+    from tests.tui.conftest import TuiData
+
+DAY_LABEL = re.compile(
+    r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun) \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+)
+MONTH = re.compile(r"Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec")
+
+
+@pytest.fixture(autouse=True)
+def utc_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def grid_app(fleet: Fleet, now: float) -> HiveApp:
+    return make_app(fleet, start_fleet=False, show_clock=False, clock=lambda: now, user="alice")
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    for _ in range(3):
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def open_grid(pilot: Pilot[Any]) -> ReservationGrid:
+    await settle(pilot)
+    await pilot.press("r")
+    await settle(pilot)
+    grid = pilot.app.screen.query_one(ReservationGrid)
+    return grid
+
+
+def header(grid: ReservationGrid) -> tuple[str, str]:
+    width = grid.size.width
+    day, times = grid.render_line(0), grid.render_line(1)
+    # Each line covers the whole width: a shorter one leaves old labels behind.
+    drawn = [sum(segment.cell_length for segment in line) for line in (day, times)]
+    assert drawn == [width, width], (day.text, times.text)
+    return day.text, times.text
+
+
+def check_time_line(text: str) -> None:
+    """Only whole labels: a time cut at the right edge reads as another time."""
+    tokens = text.split()
+    assert tokens[0] == "GPU"
+    for token in tokens[1:]:
+        assert re.fullmatch(r"\d\d:\d\d|\d\d|now", token), (token, text)
+
+
+def check_day_line(text: str, daily: bool) -> None:
+    """Every label on the day line is whole, or cut with an ellipsis at the right edge."""
+    words = text.split("  ")
+    labels = [w.strip() for w in words if w.strip()]
+    for i, label in enumerate(labels):
+        if daily:
+            assert MONTH.fullmatch(label) or (i == len(labels) - 1 and label.endswith("…")), text
+        elif not DAY_LABEL.fullmatch(label):
+            assert i == len(labels) - 1 and label.endswith("…"), (label, text)
+
+
+@pytest.mark.parametrize("width", [61, 70, 77, 80, 93, 100, 117, 120])
+async def test_header_labels_are_whole_at_every_zoom_and_width(
+    width: int, fleet: Fleet, tui: TuiData
+) -> None:
+    app = grid_app(fleet, tui.now)
+    async with app.run_test(size=(width, 24)) as pilot:
+        grid = await open_grid(pilot)
+        for _ in ZOOMS:
+            for _ in range(3):  # the window moves: no label of the last one stays
+                day, times = header(grid)
+                check_day_line(day, grid.slot.days >= 1)
+                check_time_line(times)
+                await pilot.press("right_square_bracket")
+                await pilot.pause()
+            await pilot.press("z")
+            await pilot.pause()
+
+
+async def test_now_stands_apart_at_one_day_per_column(fleet: Fleet, tui: TuiData) -> None:
+    app = grid_app(fleet, tui.now)
+    async with app.run_test(size=(100, 24)) as pilot:
+        grid = await open_grid(pilot)
+        while grid.slot.days < 1:
+            await pilot.press("z")
+            await pilot.pause()
+        _day, times = header(grid)
+        days = times.split()[1:]  # after "GPU"
+        assert all(re.fullmatch(r"\d\d", d) for d in days), times  # nothing run together
+        # Now's column keeps its date, marked in now's colour; the next date still shows.
+        assert days[days.index("14") + 1] == "15", times
+        marked = [seg for seg in grid.render_line(1) if seg.style and seg.style.color]
+        assert [seg.text for seg in marked if seg.style and seg.style.bold] == ["14 "]
+        assert grid.render_line(2).text.count("│") == 1  # the now line under it
+
+
+async def test_both_months_are_named_where_the_view_spans_two(fleet: Fleet, tui: TuiData) -> None:
+    # 28 Nov 2023: at a day per column the view runs into December.
+    now = datetime(2023, 11, 28, 12, tzinfo=UTC).timestamp()
+    app = grid_app(fleet, now)
+    async with app.run_test(size=(100, 24)) as pilot:
+        grid = await open_grid(pilot)
+        while grid.slot.days < 1:
+            await pilot.press("z")
+            await pilot.pause()
+        day, times = header(grid)
+        assert "Nov" in day and "Dec" in day, day
+        # "Dec" sits over the column of the 1st.
+        assert day.index("Dec") == times.index(" 01 ") + 1, (day, times)
