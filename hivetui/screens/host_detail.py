@@ -17,7 +17,7 @@ from hivetui.history import GpuHistory
 from hivetui.model import GpuSample, HostSnapshot
 from hivetui.safe_text import literal
 from hivetui.screens.context import ScreenContext
-from hivetui.widgets.fleet_rows import gpu_state, host_state
+from hivetui.widgets.fleet_rows import gpu_state, host_state, no_gpu_reason
 from hivetui.widgets.gpu_chart import ChartMetric, ChartSeries, GpuChart
 from hivetui.widgets.host_info import HostInfo
 from hivetui.widgets.process_table import ProcessTable
@@ -115,9 +115,10 @@ class HostDetailScreen(Screen[None]):
         history = None
         if gpu is not None:
             history = self.ctx.fleet.history(self.host, gpu.index)
+        note = "" if snap is None else no_gpu_reason(snap) or ""
         for chart_id, _, series_of in CHARTS:
             series = None if history is None or not len(history) else series_of(history)
-            self.query_one(f"#{chart_id}", GpuChart).show(series)
+            self.query_one(f"#{chart_id}", GpuChart).show(series, note)
         self.query_one(ProcessTable).show(() if gpu is None else gpu.processes)
         if snap is not None:
             self.query_one(HostInfo).show(snap)

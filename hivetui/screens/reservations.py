@@ -28,6 +28,7 @@ from hivetui.screens.reservation_form import (
     ReservationForm,
 )
 from hivetui.timeparse import parse_when
+from hivetui.widgets.fleet_rows import fleet_no_gpu_note, no_gpu_reason
 from hivetui.widgets.reservation_grid import ReservationGrid
 
 RELOAD_S = 10.0
@@ -89,8 +90,11 @@ class ReservationsScreen(Screen[None]):
     def grid(self) -> ReservationGrid:
         return self.query_one(ReservationGrid)
 
+    def _no_gpu_note(self) -> str:
+        return fleet_no_gpu_note(self.ctx.fleet.snapshots())
+
     def on_mount(self) -> None:
-        self.grid.update(self.ctx.fleet_gpus(), (), self.ctx.now())
+        self.grid.update(self.ctx.fleet_gpus(), (), self.ctx.now(), note=self._no_gpu_note())
         self.grid.focus()
         self.call_after_refresh(self.grid.action_today)
         self._status()
@@ -142,7 +146,14 @@ class ReservationsScreen(Screen[None]):
         violated = frozenset(
             v.reservation.id for v in violations(self.ctx.fleet.snapshots(), holders)
         )
-        self.grid.update(self.ctx.fleet_gpus(), event.reservations, now, event.idle, violated)
+        self.grid.update(
+            self.ctx.fleet_gpus(),
+            event.reservations,
+            now,
+            event.idle,
+            violated,
+            note=self._no_gpu_note(),
+        )
         self._status()
 
     def _status(self) -> None:
@@ -153,7 +164,9 @@ class ReservationsScreen(Screen[None]):
         grid = self.grid
         res = grid.under_cursor.reservation
         zoom = _zoom_text(grid.slot)
-        if res is None:
+        if not grid.gpus:
+            what = grid.note
+        elif res is None:
             sel = grid.selection
             what = "free" if sel is None else f"free · {len(sel.gpus)} GPU(s) selected"
         else:
@@ -181,6 +194,8 @@ class ReservationsScreen(Screen[None]):
 
     def action_new(self) -> None:
         store, sel = self._need_store(), self.grid.selection
+        if store is not None and sel is None:
+            self.notify(self._no_gpu_note(), severity="warning", markup=False)
         if store is None or sel is None:
             return
         values = FormValues(
@@ -285,7 +300,11 @@ class ReservationsScreen(Screen[None]):
         async def find(count: int, duration: timedelta, host: str | None) -> FreeSlot | None:
             gpus = self.grid.fleet_gpus
             if host is not None and host not in {g.host for g in gpus}:
-                raise ReservationError(f"no host {host!r} with GPUs in the fleet")
+                snaps = {snap.name: snap for snap in self.ctx.fleet.snapshots()}
+                reason = no_gpu_reason(snaps[host]) if host in snaps else None
+                raise ReservationError(reason or f"no host {host!r} with GPUs in the fleet")
+            if not gpus:
+                raise ReservationError(self._no_gpu_note())
             return await store.find_free(gpus, count, duration, hosts=_hosts(host))
 
         async def book(slot: FreeSlot) -> str:

@@ -138,6 +138,32 @@ def host_state(snap: HostSnapshot) -> Cell:
     return Cell.of(f"{status.value}: {error}" if error else status.value, style)
 
 
+def no_gpu_reason(snap: HostSnapshot) -> str | None:
+    """Why ``snap`` shows no GPU; None when it has some or is still being asked."""
+    if snap.gpus or snap.status is HostStatus.CONNECTING:
+        return None
+    name = printable(snap.name)
+    if not snap.status.is_up:
+        return f"{name} is {snap.status.value}"
+    avail = snap.gpu_availability
+    if avail is GpuAvailability.UNKNOWN:
+        return None
+    if avail is GpuAvailability.ERROR:
+        return f"{name}: its GPUs cannot be read ({printable(snap.gpu_error or 'GPU error')})"
+    return f"{name} has no NVIDIA GPU"
+
+
+def fleet_no_gpu_note(snapshots: Sequence[HostSnapshot], most: int = 3) -> str:
+    """Why the fleet shows no GPU at all: the first few hosts' reasons."""
+    if not snapshots:
+        return "no GPU to show: no hosts in the config"
+    reasons = [reason for snap in snapshots if (reason := no_gpu_reason(snap))]
+    if len(reasons) < len(snapshots):
+        return "no GPU yet: reading the hosts' GPUs…"
+    more = f"; {len(reasons) - most} more hosts without one" if len(reasons) > most else ""
+    return "no GPU to book: " + "; ".join(reasons[:most]) + more
+
+
 def gpu_state(gpu: GpuSample, mark: GpuMark | None = None) -> Cell:
     """Green ``free``, or the users of a busy GPU; reservations and intruders first."""
     if gpu.is_free:

@@ -121,6 +121,7 @@ class ReservationGrid(Widget, can_focus=True):
         self._selecting = False  # "v" pressed: moves extend the selection
         self._view: GridView | None = None
         self._window: tuple[datetime, datetime] | None = None
+        self.note = ""  # shown where the rows would be when there is no GPU
 
     # -- the way in --------------------------------------------------------
     def update(
@@ -130,8 +131,13 @@ class ReservationGrid(Widget, can_focus=True):
         now: datetime,
         idle: frozenset[int] = frozenset(),
         violated: frozenset[int] = frozenset(),
+        note: str = "",
     ) -> None:
-        """Show ``reservations`` on the fleet's ``gpus`` at ``now``; mark idle and violated ids."""
+        """Show ``reservations`` on the fleet's ``gpus`` at ``now``; mark idle and violated ids.
+
+        ``note`` says why there is no GPU to show, when there is none.
+        """
+        self.note = note
         self.fleet_gpus = tuple(gpus)
         self.reservations = tuple(reservations)
         self.idle = idle
@@ -323,6 +329,9 @@ class ReservationGrid(Widget, can_focus=True):
         if y == 1:
             return Strip(self._time_line(width)).crop_extend(0, width, None)
         row = self.row_offset + y - HEADER_LINES
+        if not self.gpus and row == 0 and self.note:
+            note = Segment(fit(self.note, max(width - 1, 0)), _STYLES["idle"])
+            return Strip([Segment(" "), note]).crop_extend(0, width, None)
         if row >= len(self.gpus):
             return Strip.blank(width)
         return Strip(self._row_segments(row)).crop_extend(0, width, None)

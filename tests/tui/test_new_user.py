@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from textual.pilot import Pilot
 
+from hivetui import db
 from hivetui.app import HiveApp, make_app
+from hivetui.booking import ReservationStore
 from hivetui.fleet import Fleet
+from hivetui.screens.reservation_form import FindFreeForm
 from hivetui.widgets.grid_cells import ZOOMS
 from hivetui.widgets.reservation_grid import ReservationGrid
 
@@ -134,3 +138,56 @@ async def test_both_months_are_named_where_the_view_spans_two(fleet: Fleet, tui:
         assert "Nov" in day and "Dec" in day, day
         # "Dec" sits over the column of the 1st.
         assert day.index("Dec") == times.index(" 01 ") + 1, (day, times)
+
+
+# -- a host without GPUs ------------------------------------------------------------
+
+
+@pytest.fixture
+async def store(tmp_path: Path, tui: TuiData) -> AsyncIterator[ReservationStore]:
+    engine = db.make_engine(f"sqlite+aiosqlite:///{tmp_path}/r.db")
+    await db.upgrade(engine)
+    yield ReservationStore(engine, clock=lambda: tui.now)
+    await engine.dispose()
+
+
+def gpu_less_fleet(tui: TuiData) -> Fleet:
+    """The README's first scenario on a machine without an NVIDIA GPU."""
+    fleet = Fleet([])
+    fleet.record(tui.filled_fleet(1).snapshot(tui.no_gpu))
+    return fleet
+
+
+def notes(app: HiveApp) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+async def test_grid_of_a_fleet_without_gpus_says_why(tui: TuiData, store: ReservationStore) -> None:
+    app = make_app(
+        gpu_less_fleet(tui),
+        start_fleet=False,
+        show_clock=False,
+        clock=lambda: tui.now,
+        store=store,
+        user="alice",
+    )
+    why = f"no GPU to book: {tui.no_gpu} has no NVIDIA GPU"
+    async with app.run_test(size=(100, 24)) as pilot:
+        grid = await open_grid(pilot)
+        assert not grid.gpus
+        assert why in grid.render_line(2).text  # where the rows would be
+        assert why in tui.screen_text(app)
+        await pilot.press("n")
+        await settle(pilot)
+        assert notes(app) == [why]
+        await pilot.press("f")
+        await settle(pilot)
+        assert isinstance(app.screen, FindFreeForm)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert notes(app)[-1] == why
+        assert "nothing free" not in tui.screen_text(app)
+        await pilot.press("escape")
+        await pilot.press("f", "tab", "tab", *tui.no_gpu, "enter")  # that host, by name
+        await settle(pilot)
+        assert notes(app)[-1] == f"{tui.no_gpu} has no NVIDIA GPU"
