@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from sqlalchemy.exc import SQLAlchemyError
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.markup import escape
 from textual.screen import Screen
 
 from hivetui.booking import ReservationStore
@@ -152,18 +153,20 @@ class HiveApp(App[None]):
         self.push_screen(ReservationsScreen(self.ctx))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's own "Keys" opens its side panel; ours lists every key, once.
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Keys")
         yield SystemCommand("Dashboard", "All hosts and GPUs", self.action_dashboard)
         yield SystemCommand(
             "Reservations", "Who holds which GPU when; book a slot", self.open_reservations
         )
-        yield SystemCommand("Help: keys", "Every key of this screen", self.action_help)
+        yield SystemCommand("Keys", "Every key of this screen", self.action_help)
         if isinstance(screen, DashboardScreen):
             yield SystemCommand("Filter", "Filter rows by host, GPU or user", screen.action_filter)
         for host in self.fleet.host_names:
+            name = escape(printable(host))  # the palette reads its titles as markup
             yield SystemCommand(
-                f"Host: {host}",
-                f"GPU charts and processes of {host}",
+                f"Host: {name}",
+                f"GPU charts and processes of {name}",
                 partial(self.open_host, host),
                 discover=False,
             )

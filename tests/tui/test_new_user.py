@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,8 @@ from hivetui import db
 from hivetui.app import HiveApp, make_app
 from hivetui.booking import ReservationStore
 from hivetui.fleet import Fleet
+from hivetui.screens.help import HelpScreen
+from hivetui.screens.host_detail import HostDetailScreen
 from hivetui.screens.reservation_form import FindFreeForm
 from hivetui.widgets.grid_cells import ZOOMS
 from hivetui.widgets.reservation_grid import ReservationGrid
@@ -191,3 +194,37 @@ async def test_grid_of_a_fleet_without_gpus_says_why(tui: TuiData, store: Reserv
         await pilot.press("f", "tab", "tab", *tui.no_gpu, "enter")  # that host, by name
         await settle(pilot)
         assert notes(app)[-1] == f"{tui.no_gpu} has no NVIDIA GPU"
+
+
+# -- the command palette --------------------------------------------------------------
+
+
+async def test_palette_lists_the_keys_once(app: HiveApp) -> None:
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        assert titles.count("Keys") == 1 and not [t for t in titles if "Help" in t]
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"keys")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+
+
+async def test_palette_shows_host_names_as_text(tui: TuiData) -> None:
+    fleet = tui.filled_fleet(1)
+    odd = "lab[/b]-[@click=app.quit]"
+    fleet.record(replace(fleet.snapshot(tui.offline), name=odd))
+    app = tui.quiet_app(fleet)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"host: lab")
+        await pilot.pause(0.5)
+        assert app.is_running and odd in tui.screen_text(app)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, HostDetailScreen) and app.screen.host == odd
