@@ -33,9 +33,9 @@ _PAD = 2  # DataTable puts one blank cell on each side of every column
 _NAME_MAX = 24
 _STATE_MIN = 28  # enough for "offline: connection refused"
 _STATE_MAX = 44
-_UTIL_MIN, _UTIL_MAX = 14, 36
+_UTIL_SHORT, _UTIL_MIN, _UTIL_MAX = 8, 14, 36  # the bar and " 100%"
 _MEM_TEXT = 10  # "140.2/141G"
-_MEM_BAR_MIN, _MEM_BAR_MAX = 4, 20
+_MEM_BAR_SHORT, _MEM_BAR_MIN, _MEM_BAR_MAX = 2, 4, 20  # no bar below the shortest
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +183,13 @@ def gpu_state(gpu: GpuSample, mark: GpuMark | None = None) -> Cell:
 
 
 def choose_layout(width: int, snapshots: Sequence[HostSnapshot]) -> TableLayout:
-    """Fit the most important columns into ``width`` cells; give any room left to bars."""
+    """Fit the most important columns into ``width`` cells, shrinking bars before hiding any.
+
+    Bars are worth less than columns: a narrow terminal first gets short bars
+    (Util down to a few cells, Memory as text alone), and only then loses
+    columns, least important first. Room left over goes to the State text, the
+    bars' usual lengths, then longer bars.
+    """
     name_w = min(
         max(
             [len("Host / GPU")]
@@ -195,24 +201,33 @@ def choose_layout(width: int, snapshots: Sequence[HostSnapshot]) -> TableLayout:
     state_content = max([len("State")] + [cell_width(host_state(s).plain) for s in snapshots])
     state_content = max(state_content, 9)  # "bob, carol"
     state_min = min(state_content, _STATE_MIN)
-    used = name_w + _PAD + state_min + _PAD + _UTIL_MIN + _PAD
+    used = name_w + _PAD + state_min + _PAD + _UTIL_SHORT + _PAD
     optional: list[ColumnSpec] = []
     for key, label, fixed in _OPTIONAL:
-        col_w = fixed if fixed is not None else _MEM_TEXT + 1 + _MEM_BAR_MIN
+        col_w = fixed if fixed is not None else _MEM_TEXT
         if used + col_w + _PAD > width:
             break  # keep the order of importance: never show Temp without Memory
         optional.append(ColumnSpec(key, label, col_w))
         used += col_w + _PAD
+    has_mem = any(col.key == "mem" for col in optional)
     spare = max(width - used, 0)
     state_w = min(state_content, state_min + spare, _STATE_MAX)
     spare -= state_w - state_min
-    has_mem = any(col.key == "mem" for col in optional)
-    util_extra = min(spare // 2 if has_mem else spare, _UTIL_MAX - _UTIL_MIN)
-    util_w = _UTIL_MIN + util_extra
-    mem_bar = min(_MEM_BAR_MIN + spare - util_extra, _MEM_BAR_MAX)
+    # Back to the usual lengths: Util first, then a Memory bar (with its space).
+    util_w = _UTIL_SHORT + min(spare, _UTIL_MIN - _UTIL_SHORT)
+    spare -= util_w - _UTIL_SHORT
+    mem_bar = 0
+    if has_mem and spare >= 1 + _MEM_BAR_SHORT:
+        mem_bar = min(spare - 1, _MEM_BAR_MIN)
+        spare -= 1 + mem_bar
+    if util_w == _UTIL_MIN and (mem_bar == _MEM_BAR_MIN or not has_mem):
+        util_extra = min(spare // 2 if has_mem else spare, _UTIL_MAX - _UTIL_MIN)
+        util_w += util_extra
+        if has_mem:
+            mem_bar = min(mem_bar + spare - util_extra, _MEM_BAR_MAX)
+    mem_w = _MEM_TEXT + (1 + mem_bar if mem_bar else 0)
     optional = [
-        ColumnSpec("mem", col.label, _MEM_TEXT + 1 + mem_bar) if col.key == "mem" else col
-        for col in optional
+        ColumnSpec("mem", col.label, mem_w) if col.key == "mem" else col for col in optional
     ]
     columns = (
         ColumnSpec("name", "Host / GPU", name_w),
@@ -289,7 +304,7 @@ def _host_cells(snap: HostSnapshot, layout: TableLayout) -> dict[str, Cell]:
     with_load = f"{cpu} ld {number(load.load1, '.1f')}"
     cells["util"] = Cell.of(with_load if len(with_load) <= layout.util_bar + 5 else cpu)
     mem = host_memory_text(load.mem_used_mib, load.mem_total_mib).rjust(_MEM_TEXT)
-    cells["mem"] = Cell(((mem + " ", ""), *bar(load.mem_pct, layout.mem_bar)))
+    cells["mem"] = _mem_cell(mem, load.mem_pct, layout)
     cells["procs"] = Cell.of(f"{sum(len(g.processes) for g in snap.gpus):>5}", "dim")
     return cells
 
@@ -301,11 +316,17 @@ def _gpu_cells(gpu: GpuSample, layout: TableLayout, mark: GpuMark | None) -> dic
         "name": Cell.of(gpu_label(gpu)),
         "state": gpu_state(gpu, mark),
         "util": Cell((*bar(gpu.utilization_pct, layout.util_bar), (" " + util, ""))),
-        "mem": Cell(((mem + " ", ""), *bar(gpu.memory_pct, layout.mem_bar))),
+        "mem": _mem_cell(mem, gpu.memory_pct, layout),
         "temp": Cell.of(number(gpu.temperature_c, ".0f", "°C").rjust(5)),
         "power": Cell.of(number(gpu.power_w, ".0f", "W").rjust(5)),
         "procs": Cell.of(f"{len(gpu.processes):>5}" if gpu.processes else f"{DASH:>5}", "dim"),
     }
+
+
+def _mem_cell(text: str, pct: float | None, layout: TableLayout) -> Cell:
+    if not layout.mem_bar:  # a narrow terminal: the numbers alone
+        return Cell.of(text)
+    return Cell(((text + " ", ""), *bar(pct, layout.mem_bar)))
 
 
 class RowCache:

@@ -25,6 +25,8 @@ from hivetui.fleet import Fleet
 from hivetui.screens.help import HelpScreen
 from hivetui.screens.host_detail import HostDetailScreen
 from hivetui.screens.reservation_form import FindFreeForm
+from hivetui.widgets.fleet_rows import choose_layout
+from hivetui.widgets.fleet_table import FleetTable
 from hivetui.widgets.grid_cells import ZOOMS
 from hivetui.widgets.reservation_grid import ReservationGrid
 
@@ -228,3 +230,45 @@ async def test_palette_shows_host_names_as_text(tui: TuiData) -> None:
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, HostDetailScreen) and app.screen.host == odd
+
+
+# -- the dashboard in a narrow terminal ------------------------------------------------
+
+ORDER = ["name", "state", "util", "mem", "temp", "power", "procs"]
+
+
+def test_bars_shrink_before_any_column_hides(tui: TuiData) -> None:
+    snapshots = tui.filled_fleet(2).snapshots()
+    shown_before: list[str] = []
+    for width in range(56, 220):
+        layout = choose_layout(width, snapshots)
+        keys = list(layout.keys)
+        assert keys == ORDER[: len(keys)]  # hidden by priority: the least important first
+        assert sum(column.width + 2 for column in layout.columns) <= width
+        if len(keys) < len(ORDER):
+            # A column is hidden only when it does not fit even with every bar at
+            # its shortest (Util a 3-cell bar, Memory its numbers alone).
+            widths = {column.key: column.width for column in layout.columns}
+            shortest = sum(widths.values()) + 2 * len(widths) - (widths["util"] - 8)
+            shortest -= widths.get("mem", 10) - 10
+            following = 10 if ORDER[len(keys)] == "mem" else 5
+            assert shortest + following + 2 > width, (width, layout)
+        assert len(keys) >= len(shown_before)  # wider never shows less
+        shown_before = keys
+
+
+async def test_80x24_shows_temp_and_power_of_one_gpu(tui: TuiData) -> None:
+    """The README's first scenario: the local machine with one GPU, in 80x24."""
+    fleet = Fleet([])
+    big = tui.big_host(tui.steps - 1)
+    fleet.record(replace(big, name="localhost", gpus=big.gpus[:1]))
+    app = tui.quiet_app(fleet)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(FleetTable)
+        shown = [str(column.key.value) for column in table.ordered_columns]
+        assert shown == ORDER[:6], shown
+        text = tui.screen_text(app)
+        assert "Temp" in text and "Power" in text and "578W" in text
+        # No column runs past the edge: every header and value is whole.
+        assert sum(column.get_render_width(table) for column in table.ordered_columns) <= 78
