@@ -26,6 +26,7 @@ from hivetui.app import HiveApp, make_app
 from hivetui.booking import ReservationStore
 from hivetui.fleet import Fleet
 from hivetui.model import GpuAvailability, GpuProcess, HostSnapshot, HostStatus
+from hivetui.reservations import GpuRef
 from hivetui.screens.host_detail import HostDetailScreen
 from hivetui.screens.reservation_form import ConfirmCancel
 from hivetui.screens.reservations import ReservationsScreen
@@ -188,3 +189,50 @@ async def test_grid_cursor_on_hostile_reservations(tui: TuiData, store: Reservat
         await pilot.press("e")  # the edit form shows the title as text
         await settle(pilot)
         assert_shown_literally(app, tui, f"t{SHOWN}[b]bold?[/b]")
+
+
+WIDE_USER = "数据科学家👩‍🔬长名字"  # CJK and an emoji sequence: two cells a character
+
+
+async def test_wide_and_long_names_keep_every_line_to_its_width(
+    tui: TuiData, tmp_path: Path
+) -> None:
+    fleet: Fleet = tui.filled_fleet(2)
+    big = tui.big_host(1)
+    gpu = replace(
+        big.gpus[1],
+        uuid="GPU-000000ef-0000-4000-8000-000000000000",
+        name="英伟达 H100 八十吉字节 超长的名字" * 3,
+        processes=(GpuProcess(77, WIDE_USER, 10.0, "训练 " * 50),),
+    )
+    fleet.record(replace(big, name="主机-" + "宽" * 30, gpus=(gpu,), updated_at=tui.now - 1))
+    engine = db.make_engine(f"sqlite+aiosqlite:///{tmp_path}/w.db")
+    await db.upgrade(engine)
+    store = ReservationStore(engine, clock=lambda: tui.now - 7200)
+    start = datetime.fromtimestamp(tui.now, UTC)
+    for index, hours in ((1, 1), (2, 3), (3, 7)):  # runs of 1, 3 and 7 columns
+        ref = GpuRef(tui.big, index, tui.h100(index, 0).uuid)
+        await store.add(WIDE_USER, [ref], start, start + timedelta(hours=hours))
+    store = ReservationStore(engine, clock=lambda: tui.now)
+    app = make_app(
+        fleet, start_fleet=False, show_clock=False, clock=lambda: tui.now, store=store, user="a"
+    )
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot)
+            table = app.screen.query_one(FleetTable)
+            for y in range(table.size.height):
+                line = table.render_line(y)
+                assert sum(s.cell_length for s in line) == table.size.width, line.text
+            await pilot.press("r")
+            await settle(pilot)
+            grid = app.screen.query_one(ReservationGrid)
+            assert grid.label_width <= 19
+            for y in range(grid.size.height):
+                line = grid.render_line(y)
+                assert sum(s.cell_length for s in line) == grid.size.width, line.text
+            rows = "\n".join(grid.render_line(y).text for y in range(grid.size.height))
+            assert "数 据 科 学 家" in rows  # a wide name runs across its cells, whole
+            assert "主机-宽宽宽宽宽宽…" in rows  # a long label is cut by cells
+    finally:
+        await engine.dispose()
