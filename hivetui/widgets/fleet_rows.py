@@ -125,8 +125,8 @@ def host_state(snap: HostSnapshot) -> Cell:
         if avail is GpuAvailability.NO_GPU:
             return Cell((("online", "green"), (" · no NVIDIA GPU", "yellow")))
         if avail is GpuAvailability.ERROR:
-            error = printable(snap.gpu_error or "?")
-            return Cell((("online", "green"), (f" · GPU error: {error}", "yellow")))
+            said = printable(snap.gpu_error or "?")
+            return Cell((("online", "green"), (f" · GPU error: {said}", "yellow")))
         if avail is GpuAvailability.UNKNOWN and not snap.gpus:
             return Cell((("online", "green"), (" · reading GPUs…", "dim")))
         free = f" · {snap.free_gpus}/{len(snap.gpus)} GPUs free"
