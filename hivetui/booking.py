@@ -7,6 +7,7 @@ rows, and turns database failures into messages a person can act on.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from hivetui.safe_text import fit_cells, printable
 from hivetui.trust import is_gpu_uuid
 
 T = db.reservations
+log = logging.getLogger(__name__)
 
 
 def _s(when: datetime) -> int:
@@ -73,6 +75,21 @@ def _value(row: Row[Any]) -> Reservation:
         title=m["title"],
         created_at=_dt(m["created_s"]),
     )
+
+
+def _values(rows: Iterable[Row[Any]]) -> list[Reservation]:
+    """Rows as values, leaving out (and logging) the malformed ones.
+
+    One bad row must not take the grid, the lists and the guard down for the
+    whole team; asked for by id (``get``), it is refused with the reason.
+    """
+    values = []
+    for row in rows:
+        try:
+            values.append(_value(row))
+        except MalformedRow as exc:
+            log.error("%s; left out", exc)
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +161,7 @@ class ReservationStore:
         query = query.order_by(T.c.start_s, T.c.host, T.c.gpu_index)
         async with self._connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [_value(row) for row in rows]
+        return _values(rows)
 
     async def _longest(self) -> int:
         """Seconds of the longest reservation that may exist (the table's, or our limit)."""
@@ -221,7 +238,7 @@ class ReservationStore:
             T.c.start_s < _s(end),
             T.c.end_s > _s(start),
         )
-        existing = [_value(row) for row in (await conn.execute(query)).all()]
+        existing = _values((await conn.execute(query)).all())
         for gpu in gpus:
             holder = first_conflict(existing, gpu.uuid, start, end, ignore_id)
             if holder is not None:

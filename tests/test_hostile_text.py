@@ -252,6 +252,11 @@ def test_reserve_env_is_safe_to_eval(team_db: tuple[Path, Path], tmp_path: Path)
     refused = hivetui(config, "reserve", "env", "1")
     assert (refused.returncode, refused.stdout) == (2, "")
     assert "reservation 1" in refused.stderr and "malformed GPU uuid" in refused.stderr
+    # One bad row does not hide the others from the team: it is left out, and said so.
+    listed = hivetui(config, "reserve", "list")
+    assert listed.returncode == 0 and listed.stdout.splitlines()[1].startswith("2 ")
+    assert "reservation 1" in listed.stderr and "left out" in listed.stderr
+    assert_inert(listed.stderr)
     good = in_sh(2)
     assert good.returncode == 0, good.stderr
     assert good.stdout == f"{GOOD_UUID}\n"

@@ -155,6 +155,19 @@ async def store(tmp_path: Path, tui: TuiData) -> AsyncIterator[ReservationStore]
                     created_s=int(now.timestamp()) - 7200,
                 )
             )
+        # A uuid no driver prints: left out, and the rest of the grid still shows.
+        await conn.execute(
+            insert(db.reservations).values(
+                user=EVIL_USER,
+                host=tui.big,
+                gpu_index=4,
+                gpu_uuid="GPU-x$(reboot)",
+                start_s=int(now.timestamp()) - 60,
+                end_s=int(now.timestamp()) + 3600,
+                title="",
+                created_s=int(now.timestamp()) - 7200,
+            )
+        )
     yield ReservationStore(engine, clock=lambda: tui.now)
     await engine.dispose()
 
