@@ -51,14 +51,14 @@ GPUS = 64
 SINGLE = 200
 WORKERS = 20
 RACE_SECONDS = 10.0
-HOT = [GpuRef("hot", i, f"GPU-hot-{i}") for i in range(4)]
+HOT = [GpuRef("hot", i, f"GPU-{i:08x}-0000-4000-8000-0000000000ff") for i in range(4)]
 YEAR = 365 * 86400
 SLOT = YEAR * GPUS // ROWS  # each GPU gets one reservation per slot (about 5.6 h)
 T = db.reservations
 
 
 def gpu(g: int) -> GpuRef:
-    return GpuRef(f"node{g // 8:02d}", g % 8, f"GPU-bench-{g:04d}")
+    return GpuRef(f"node{g // 8:02d}", g % 8, f"GPU-{g:08x}-0000-4000-8000-000000000000")
 
 
 def layout(now: int, seed: int = 1) -> list[dict[str, Any]]:

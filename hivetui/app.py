@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from sqlalchemy.exc import SQLAlchemyError
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.markup import escape
 from textual.screen import Screen
 
 from hivetui.booking import ReservationStore
@@ -18,6 +19,7 @@ from hivetui.core import current_user
 from hivetui.db import DatabaseError
 from hivetui.fleet import Fleet
 from hivetui.guard import Guard
+from hivetui.safe_text import printable
 from hivetui.screens.context import ScreenContext
 from hivetui.screens.dashboard import DashboardScreen
 from hivetui.screens.help import HelpScreen, key_help
@@ -65,7 +67,7 @@ class HiveApp(App[None]):
             await self.fleet.start()  # only spawns the collector tasks; never blocks
             self._fleet_started = True
         if self._notice:
-            self.notify(self._notice, severity="warning", timeout=20)
+            self.notify(printable(self._notice), severity="warning", timeout=20, markup=False)
         if self.guard is not None:
             self.set_interval(GUARD_EVERY_S, self._run_guard)
         if self.ctx.store is not None:
@@ -112,12 +114,13 @@ class HiveApp(App[None]):
             if res.id in idle and res.id not in self._told_idle:
                 self._told_idle.add(res.id)
                 self.notify(
-                    f"Your reservation {res.id} of {res.gpu.label} has been idle for over "
-                    f"{self.ctx.idle_minutes:g} min. Cancel it (r, then d) if you no "
+                    f"Your reservation {res.id} of {printable(res.gpu.label)} has been idle for "
+                    f"over {self.ctx.idle_minutes:g} min. Cancel it (r, then d) if you no "
                     "longer need it.",
                     title="Idle reservation",
                     severity="warning",
                     timeout=30,
+                    markup=False,
                 )
 
     def _run_guard(self) -> None:
@@ -150,18 +153,20 @@ class HiveApp(App[None]):
         self.push_screen(ReservationsScreen(self.ctx))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's own "Keys" opens its side panel; ours lists every key, once.
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Keys")
         yield SystemCommand("Dashboard", "All hosts and GPUs", self.action_dashboard)
         yield SystemCommand(
             "Reservations", "Who holds which GPU when; book a slot", self.open_reservations
         )
-        yield SystemCommand("Help: keys", "Every key of this screen", self.action_help)
+        yield SystemCommand("Keys", "Every key of this screen", self.action_help)
         if isinstance(screen, DashboardScreen):
             yield SystemCommand("Filter", "Filter rows by host, GPU or user", screen.action_filter)
         for host in self.fleet.host_names:
+            name = escape(printable(host))  # the palette reads its titles as markup
             yield SystemCommand(
-                f"Host: {host}",
-                f"GPU charts and processes of {host}",
+                f"Host: {name}",
+                f"GPU charts and processes of {name}",
                 partial(self.open_host, host),
                 discover=False,
             )

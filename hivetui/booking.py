@@ -7,6 +7,7 @@ rows, and turns database failures into messages a person can act on.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -33,8 +34,11 @@ from hivetui.reservations import (
     first_conflict,
     utc,
 )
+from hivetui.safe_text import fit_cells, printable
+from hivetui.trust import is_gpu_uuid
 
 T = db.reservations
+log = logging.getLogger(__name__)
 
 
 def _s(when: datetime) -> int:
@@ -45,8 +49,23 @@ def _dt(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+class MalformedRow(db.DatabaseError):
+    """A row that hivetui did not write: its GPU uuid is not one a driver prints."""
+
+
 def _value(row: Row[Any]) -> Reservation:
+    """The row as a value; a GPU uuid a driver could not have printed is refused here.
+
+    Anyone who can write the shared database can put any text in a row, and
+    ``reserve env`` hands the uuid to a shell: nothing unchecked leaves here.
+    """
     m = row._mapping
+    if not is_gpu_uuid(m["gpu_uuid"]):
+        shown = printable(fit_cells(str(m["gpu_uuid"]), 60))
+        raise MalformedRow(
+            f"reservation {m['id']} in the database has a malformed GPU uuid '{shown}': "
+            "hivetui did not write it; ask an admin to delete that row"
+        )
     return Reservation(
         id=m["id"],
         user=m["user"],
@@ -57,6 +76,21 @@ def _value(row: Row[Any]) -> Reservation:
         created_at=_dt(m["created_s"]),
         booking_id=m["booking_id"],
     )
+
+
+def _values(rows: Iterable[Row[Any]]) -> list[Reservation]:
+    """Rows as values, leaving out (and logging) the malformed ones.
+
+    One bad row must not take the grid, the lists and the guard down for the
+    whole team; asked for by id (``get``), it is refused with the reason.
+    """
+    values = []
+    for row in rows:
+        try:
+            values.append(_value(row))
+        except MalformedRow as exc:
+            log.error("%s; left out", exc)
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +161,7 @@ class ReservationStore:
         query = query.order_by(T.c.start_s, T.c.host, T.c.booking_id, T.c.gpu_index)
         async with self._connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [_value(row) for row in rows]
+        return _values(rows)
 
     async def _longest(self) -> int:
         """Seconds of the longest reservation that may exist (the table's, or our limit)."""
@@ -212,7 +246,7 @@ class ReservationStore:
             T.c.end_s > _s(start),
         )
         rows = (await conn.execute(query)).all()
-        existing = [r for r in map(_value, rows) if r.id not in ignore_ids]
+        existing = [r for r in _values(rows) if r.id not in ignore_ids]
         for gpu in gpus:
             holder = first_conflict(existing, gpu.uuid, start, end)
             if holder is not None:

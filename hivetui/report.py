@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hivetui.model import GpuSample, HostSnapshot
+from hivetui.safe_text import pad_cells, printable, width
 
 SCHEMA_VERSION = 1
 
@@ -65,11 +66,13 @@ def _fmt(value: float | None, unit: str = "", digits: int = 0) -> str:
     return "-" if value is None else f"{value:.{digits}f}{unit}"
 
 
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+def text_table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows as aligned columns; every cell escaped with ``printable`` (hosts wrote them)."""
+    safe = [[printable(cell) for cell in row] for row in rows]
+    widths = [max(width(r[i]) for r in safe) for i in range(len(safe[0]))]
     return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
+        "  ".join(pad_cells(cell, w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in safe
     )
 
 
@@ -95,7 +98,7 @@ def gpus_table(snapshots: Sequence[HostSnapshot]) -> str:
                     users,
                 ]
             )
-    return _table(rows)
+    return text_table(rows)
 
 
 def hosts_table(snapshots: Sequence[HostSnapshot]) -> str:
@@ -111,4 +114,4 @@ def hosts_table(snapshots: Sequence[HostSnapshot]) -> str:
                 detail,
             ]
         )
-    return _table(rows)
+    return text_table(rows)

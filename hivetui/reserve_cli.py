@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from hivetui.config import Config, HostConfig, LoadedConfig
 from hivetui.core import current_user, open_store
 from hivetui.hosts import build_fleet
 from hivetui.model import GpuAvailability, HostSnapshot
+from hivetui.report import text_table
 from hivetui.reservations import (
     Conflict,
     GpuRef,
@@ -34,6 +36,7 @@ from hivetui.reservations import (
     in_use_note,
     plural,
 )
+from hivetui.safe_text import printable
 from hivetui.timeparse import parse_duration, parse_when
 
 EXIT_OK = 0
@@ -118,13 +121,13 @@ def run(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             return asyncio.run(_db(args.db_command, loaded.config))
         return asyncio.run(_with_store(loaded.config, _RESERVE[args.reserve_command], args))
     except (Conflict, NotAllowed, LimitExceeded, NoSlot) as exc:
-        print(f"hivetui: refused: {exc}", file=sys.stderr)
+        print(f"hivetui: refused: {printable(str(exc))}", file=sys.stderr)
         return EXIT_REFUSED
     except (ReservationError, UsageError) as exc:
-        print(f"hivetui: {exc}", file=sys.stderr)
+        print(f"hivetui: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except db.DatabaseError as exc:
-        print(f"hivetui: database error: {exc}", file=sys.stderr)
+        print(f"hivetui: database error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -169,6 +172,11 @@ def _local(when: datetime) -> str:
 
 
 def _describe(res: Sequence[Reservation]) -> str:
+    """One line about a booking, escaped for the terminal (users and titles are data)."""
+    return printable(_describe_raw(res))
+
+
+def _describe_raw(res: Sequence[Reservation]) -> str:
     first = res[0]
     gpus = ",".join(str(r.gpu.index) for r in res)
     ids = ", ".join(str(r.id) for r in res)
@@ -315,11 +323,7 @@ def _table(bookings: Sequence[Sequence[Reservation]]) -> str:
         )
         for b in bookings
     ]
-    widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
-    return "\n".join(
-        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
-        for row in [head, *body]
-    )
+    return text_table([head, *body])
 
 
 async def _list(store: ReservationStore, config: Config, args: argparse.Namespace) -> int:
@@ -402,8 +406,18 @@ async def _free(store: ReservationStore, config: Config, args: argparse.Namespac
 
 async def _env(store: ReservationStore, config: Config, args: argparse.Namespace) -> int:
     together = await store.booking(args.id)
-    print(cuda_visible_devices(sorted(together, key=lambda r: r.gpu.index)))
+    print(_assignment(cuda_visible_devices(sorted(together, key=lambda r: r.gpu.index))))
     return EXIT_OK
+
+
+def _assignment(line: str) -> str:
+    """``NAME=value`` with the value shell-quoted: ``reserve env`` is documented for eval.
+
+    The uuids were checked on their way out of the database; quoting keeps the
+    line inert in a shell even so.
+    """
+    name, _, value = line.partition("=")
+    return f"{name}={shlex.quote(value)}"
 
 
 _RESERVE: dict[str, Handler] = {

@@ -32,9 +32,10 @@ from hivetui.reservations import (
 from tests.postgres import PostgresCluster
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-GPU0 = GpuRef("gpu01", 0, "GPU-aaaa")
-GPU1 = GpuRef("gpu01", 1, "GPU-bbbb")
-FOUR = [GpuRef("gpu01", i, f"GPU-four-{i}") for i in range(4)]
+GPU0 = GpuRef("gpu01", 0, "GPU-aaaaaaaa-0000-4000-8000-000000000000")
+GPU1 = GpuRef("gpu01", 1, "GPU-bbbbbbbb-0000-4000-8000-000000000000")
+RACE_UUID = "GPU-cccccccc-0000-4000-8000-000000000000"
+FOUR = [GpuRef("gpu01", i, f"GPU-0000000{i}-4444-4000-8000-000000000000") for i in range(4)]
 H = timedelta(hours=1)
 
 
@@ -251,7 +252,7 @@ def run_bookers(url: str, jobs: list[tuple[str, int, int]]) -> list[dict[str, ob
     at = time.time() + 2.0
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, url, user, "GPU-race", str(s), str(e), str(at)],
+            [sys.executable, "-c", WORKER, url, user, RACE_UUID, str(s), str(e), str(at)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -283,6 +283,8 @@ def _text(value: object) -> str:
 
 
 def _cause(exc: BaseException) -> str:
+    from hivetui.safe_text import fit_cells, printable
+
     if isinstance(exc, TimeoutError):
         return "no answer (timed out)"
     if isinstance(exc, ConnectionRefusedError):
@@ -290,7 +292,10 @@ def _cause(exc: BaseException) -> str:
     if isinstance(exc, asyncssh.ConnectionLost):
         return "connection lost"
     if isinstance(exc, asyncssh.DisconnectError):
-        return f"disconnected: {exc.reason}"
+        # The server's own words, sent before its host key is checked: anyone who
+        # answers on the address writes them. Bounded and escaped here, once.
+        return f"disconnected: {printable(fit_cells(exc.reason, 200))}"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
-    return str(exc) or type(exc).__name__
+    # Protocol errors may quote what the peer sent (a version line, say).
+    return printable(fit_cells(str(exc), 200)) or type(exc).__name__

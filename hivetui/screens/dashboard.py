@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Input
 from hivetui.booking import ReservationStore
 from hivetui.db import DatabaseError
 from hivetui.reservations import Reservation
+from hivetui.safe_text import printable
 from hivetui.screens.context import ScreenContext
 from hivetui.screens.host_detail import HostDetailScreen
 from hivetui.screens.reservations import ReservationsScreen
@@ -88,7 +89,9 @@ class DashboardScreen(Screen[None]):
         try:
             active = await store.active_now()
         except DatabaseError as exc:
-            self.notify(str(exc), title="Reservations", severity="error", timeout=8)
+            self.notify(
+                printable(str(exc)), title="Reservations", severity="error", timeout=8, markup=False
+            )
         else:
             self.post_message(ActiveReservationsLoaded(active))
         self.set_timer(ACTIVE_RELOAD_S, self._active_tick, name="active-reservations")

@@ -15,8 +15,9 @@ from textual.widgets import Footer, Header, Static
 
 from hivetui.history import GpuHistory
 from hivetui.model import GpuSample, HostSnapshot
+from hivetui.safe_text import literal
 from hivetui.screens.context import ScreenContext
-from hivetui.widgets.fleet_rows import gpu_state, host_state
+from hivetui.widgets.fleet_rows import gpu_state, host_state, no_gpu_reason
 from hivetui.widgets.gpu_chart import ChartMetric, ChartSeries, GpuChart
 from hivetui.widgets.host_info import HostInfo
 from hivetui.widgets.process_table import ProcessTable
@@ -114,22 +115,25 @@ class HostDetailScreen(Screen[None]):
         history = None
         if gpu is not None:
             history = self.ctx.fleet.history(self.host, gpu.index)
+        note = "" if snap is None else no_gpu_reason(snap) or ""
         for chart_id, _, series_of in CHARTS:
             series = None if history is None or not len(history) else series_of(history)
-            self.query_one(f"#{chart_id}", GpuChart).show(series)
+            self.query_one(f"#{chart_id}", GpuChart).show(series, note)
         self.query_one(ProcessTable).show(() if gpu is None else gpu.processes)
         if snap is not None:
             self.query_one(HostInfo).show(snap)
 
     def _title(self, snap: HostSnapshot | None, gpu: GpuSample | None) -> Text:
         if snap is None:
-            return Text.assemble((self.host, "bold"), (" · not in the fleet", "red"))
+            return Text.assemble(literal(self.host, "bold"), (" · not in the fleet", "red"))
         if gpu is None:
-            return Text.assemble((snap.name, "bold"), " · ", host_state(snap).to_text())
+            return Text.assemble(literal(snap.name, "bold"), " · ", host_state(snap).to_text())
         position = [g.index for g in snap.gpus].index(gpu.index) + 1
         return Text.assemble(
-            (snap.name, "bold"),
-            f" · GPU {gpu.index} ({position}/{len(snap.gpus)}) · {gpu.name} · ",
+            literal(snap.name, "bold"),
+            f" · GPU {gpu.index} ({position}/{len(snap.gpus)}) · ",
+            literal(gpu.name),
+            " · ",
             gpu_state(gpu).to_text(),
             ("   ←/→ switch GPU", "dim"),
         )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -20,6 +21,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from hivetui.db import DatabaseError
 from hivetui.reservations import FreeSlot, ReservationError
+from hivetui.safe_text import literal, printable
 from hivetui.timeparse import parse_duration
 
 FAILURES = (ReservationError, DatabaseError)
@@ -100,9 +102,11 @@ class ReservationForm(GridModal):
         try:
             message = await self._submit(self.current())
         except FAILURES as exc:
-            self.notify(str(exc), title="Not saved", severity="error", timeout=8)
+            self.notify(
+                printable(str(exc)), title="Not saved", severity="error", timeout=8, markup=False
+            )
             return
-        self.notify(message, title="Saved")
+        self.notify(printable(message), title="Saved", markup=False)
         self.dismiss(True)
 
 
@@ -162,7 +166,7 @@ class FindFreeForm(GridModal):
         try:
             if self.slot is not None and typed == self._asked:
                 message = await self._book(self.slot)
-                self.notify(message, title="Booked")
+                self.notify(printable(message), title="Booked", markup=False)
                 self.dismiss(True)
                 return
             count_text, hours_text, host = typed
@@ -170,13 +174,17 @@ class FindFreeForm(GridModal):
                 raise ReservationError(f"{count_text!r} is not a number of GPUs")
             slot = await self._find(int(count_text), parse_duration(hours_text), host or None)
         except FAILURES as exc:
-            self.notify(str(exc), title="Find free", severity="error", timeout=8)
+            self.notify(
+                printable(str(exc)), title="Find free", severity="error", timeout=8, markup=False
+            )
             return
         self.slot, self._asked = slot, typed
         if slot is None:
             result.update("[yellow]nothing free within the booking horizon[/]")
         else:
-            result.update(f"[bold green]{self._describe(slot)}[/]\nenter books it")
+            result.update(
+                Text.assemble(literal(self._describe(slot), "bold green"), "\nenter books it")
+            )
         self.query_one("#find", Button).label = "Book" if slot else "Find"
 
 
@@ -195,7 +203,7 @@ class ConfirmCancel(GridModal):
     def compose(self) -> ComposeResult:
         with Vertical() as box:
             box.border_title = "Cancel reservation"
-            yield Static(self.question)
+            yield Static(literal(self.question))
             with Horizontal():
                 yield Button("Yes, cancel it (y)", variant="error", id="yes")
                 yield Button("Keep it (n)", id="no")

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -26,6 +27,7 @@ from hivetui.reservations import (
     holders_at,
     in_use_note,
 )
+from hivetui.safe_text import literal, printable
 from hivetui.screens.context import ScreenContext
 from hivetui.screens.reservation_form import (
     ConfirmCancel,
@@ -34,6 +36,7 @@ from hivetui.screens.reservation_form import (
     ReservationForm,
 )
 from hivetui.timeparse import parse_when
+from hivetui.widgets.fleet_rows import fleet_no_gpu_note, no_gpu_reason
 from hivetui.widgets.reservation_grid import ReservationGrid
 
 RELOAD_S = 10.0
@@ -100,8 +103,11 @@ class ReservationsScreen(Screen[None]):
     def grid(self) -> ReservationGrid:
         return self.query_one(ReservationGrid)
 
+    def _no_gpu_note(self) -> str:
+        return fleet_no_gpu_note(self.ctx.fleet.snapshots())
+
     def on_mount(self) -> None:
-        self.grid.update(self.ctx.fleet_gpus(), (), self.ctx.now())
+        self.grid.update(self.ctx.fleet_gpus(), (), self.ctx.now(), note=self._no_gpu_note())
         self.grid.focus()
         self.call_after_refresh(self.grid.action_today)
         self._status()
@@ -129,7 +135,9 @@ class ReservationsScreen(Screen[None]):
             found = await store.list_reservations(start=start, end=end)
             idle = await self.ctx.idle_ids(found)
         except DatabaseError as exc:
-            self.notify(str(exc), title="Reservations", severity="error", timeout=8)
+            self.notify(
+                printable(str(exc)), title="Reservations", severity="error", timeout=8, markup=False
+            )
         else:
             self.post_message(ReservationsLoaded(start, end, found, idle))
         self._rearm()
@@ -151,7 +159,14 @@ class ReservationsScreen(Screen[None]):
         violated = frozenset(
             v.reservation.id for v in violations(self.ctx.fleet.snapshots(), holders)
         )
-        self.grid.update(self.ctx.fleet_gpus(), event.reservations, now, event.idle, violated)
+        self.grid.update(
+            self.ctx.fleet_gpus(),
+            event.reservations,
+            now,
+            event.idle,
+            violated,
+            note=self._no_gpu_note(),
+        )
         self._status()
 
     def _status(self) -> None:
@@ -162,7 +177,9 @@ class ReservationsScreen(Screen[None]):
         grid = self.grid
         res = grid.under_cursor.reservation
         zoom = _zoom_text(grid.slot)
-        if res is None:
+        if not grid.gpus:
+            what = grid.note
+        elif res is None:
             sel = grid.selection
             what = "free" if sel is None else f"free · {len(sel.gpus)} GPU(s) selected"
         else:
@@ -171,7 +188,8 @@ class ReservationsScreen(Screen[None]):
                 f"{res.user}{title} · {res.gpu.label} {res.start.astimezone():%a %H:%M}"
                 f" → {res.end.astimezone():%a %H:%M} (#{res.id})"
             )
-        line.update(f"{what}   [dim]{zoom}/column · n new · e edit · d cancel · f find[/]")
+        keys = f"   {zoom}/column · n new · e edit · d cancel · f find"
+        line.update(Text.assemble(literal(what), (keys, "dim"), no_wrap=True, overflow="ellipsis"))
 
     @on(ReservationGrid.Moved)
     def _moved(self) -> None:
@@ -189,6 +207,8 @@ class ReservationsScreen(Screen[None]):
 
     def action_new(self) -> None:
         store, sel = self._need_store(), self.grid.selection
+        if store is not None and sel is None:
+            self.notify(self._no_gpu_note(), severity="warning", markup=False)
         if store is None or sel is None:
             return
         values = FormValues(
@@ -240,7 +260,10 @@ class ReservationsScreen(Screen[None]):
             return
         together = self._together(res, one_gpu)
         labels = ",".join(r.gpu.label for r in together)
-        values = FormValues(labels, local_text(res.start), local_text(res.end), res.title)
+        # Shown in Inputs, which draw text as it is: escape what a teammate wrote.
+        values = FormValues(
+            printable(labels), local_text(res.start), local_text(res.end), printable(res.title)
+        )
         only = [res.gpu.index] if one_gpu else None
 
         shown = values
@@ -292,7 +315,13 @@ class ReservationsScreen(Screen[None]):
         try:
             gone = await store.cancel(res.id, self.ctx.user, gpus=only)
         except (ReservationError, DatabaseError) as exc:
-            self.notify(str(exc), title="Not cancelled", severity="error", timeout=8)
+            self.notify(
+                printable(str(exc)),
+                title="Not cancelled",
+                severity="error",
+                timeout=8,
+                markup=False,
+            )
             return
         self.notify(f"cancelled {_labels(gone)} (reservation {gone[0].booking})")
         self.reload()
@@ -307,7 +336,11 @@ class ReservationsScreen(Screen[None]):
         async def find(count: int, duration: timedelta, host: str | None) -> FreeSlot | None:
             gpus = self.grid.fleet_gpus
             if host is not None and host not in {g.host for g in gpus}:
-                raise ReservationError(f"no host {host!r} with GPUs in the fleet")
+                snaps = {snap.name: snap for snap in self.ctx.fleet.snapshots()}
+                reason = no_gpu_reason(snaps[host]) if host in snaps else None
+                raise ReservationError(reason or f"no host {host!r} with GPUs in the fleet")
+            if not gpus:
+                raise ReservationError(self._no_gpu_note())
             # The same rule as `hivetui reserve free`: idle GPUs first for a slot starting now.
             in_use.clear()
             in_use.update(gpus_in_use(self.ctx.fleet.snapshots()))

@@ -13,6 +13,8 @@ from functools import lru_cache
 
 from rich.text import Text
 
+from hivetui.safe_text import fit_cells, printable
+
 DASH = "–"  # shown wherever the driver or the host could not say
 
 _VENDOR_WORDS = frozenset({"NVIDIA", "GeForce", "Tesla", "Quadro"})
@@ -35,17 +37,17 @@ class Cell:
         return "".join(text for text, _ in self.parts)
 
     def to_text(self) -> Text:
-        return Text.assemble(*self.parts, no_wrap=True, overflow="ellipsis")
+        """The parts as one Text: never read as markup, controls shown escaped."""
+        parts = ((printable(text), style) for text, style in self.parts)
+        return Text.assemble(*parts, no_wrap=True, overflow="ellipsis")
 
 
 EMPTY = Cell()
 
 
 def fit(text: str, width: int) -> str:
-    """Cut ``text`` to ``width`` cells, marking the cut with an ellipsis."""
-    if len(text) <= width:
-        return text
-    return text[: max(width - 1, 0)] + "…"
+    """``text`` escaped (see ``printable``), cut to ``width`` terminal cells with an ellipsis."""
+    return fit_cells(printable(text), width)
 
 
 def is_number(value: float | None) -> bool:

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from hivetui.model import HostSnapshot
+from hivetui.safe_text import printable
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,6 @@ class FleetStatus(Static):
         if summary.agent_checked:
             parts.append(agent_part(summary.agent_beat_at, summary.now))
         if summary.query:
-            shown = summary.rows_shown
-            rows = f"{shown} row{'' if shown == 1 else 's'}"
-            parts.append((f" · filter “{summary.query}”: {rows}", "cyan"))
+            rows = f"{summary.rows_shown} row{'' if summary.rows_shown == 1 else 's'}"
+            parts.append((f" · filter “{printable(summary.query)}”: {rows}", "cyan"))
         self.update(Text.assemble(*parts, no_wrap=True, overflow="ellipsis"))

@@ -63,6 +63,9 @@ class ChartSeries:
         return runs
 
 
+WAITING = "waiting for data"
+
+
 class GpuChart(PlotextPlot):
     """One metric over the last minutes; ``show`` is the only way in."""
 
@@ -81,13 +84,20 @@ class GpuChart(PlotextPlot):
         super().__init__(id=id)
         self.metric = metric
         self.series: ChartSeries | None = None
+        self.note = WAITING
         self.border_title = metric.title
 
-    def show(self, series: ChartSeries | None) -> None:
-        """Take a new series; it is drawn on the next render, if visible."""
-        if series == self.series:
+    def show(self, series: ChartSeries | None, note: str = "") -> None:
+        """Take a new series; it is drawn on the next render, if visible.
+
+        ``note`` says why there is no series (the host has no GPU, say); without
+        one an empty chart is waiting for data.
+        """
+        note = note or WAITING
+        if series == self.series and note == self.note:
             return
         self.series = series
+        self.note = note
         latest = None if series is None else series.latest
         self.border_subtitle = "" if latest is None else f"now {latest:.0f} {self.metric.unit}"
         self.refresh()
@@ -95,7 +105,7 @@ class GpuChart(PlotextPlot):
     def render(self) -> RenderResult:
         runs = [] if self.series is None else self.series.segments()
         if not runs:
-            return Text("waiting for data", style="dim", justify="center")
+            return Text(self.note, style="dim", justify="center")
         self._draw(runs)
         return super().render()
 

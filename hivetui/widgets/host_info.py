@@ -7,6 +7,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from hivetui.model import HostSnapshot
+from hivetui.safe_text import literal
 from hivetui.widgets.cells import DASH, bar, host_memory_text, number
 from hivetui.widgets.fleet_rows import host_state
 
@@ -25,7 +26,7 @@ class HostInfo(Static):
         grid = Table.grid(padding=(0, 1))
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column()
-        grid.add_row("host", snap.name)
+        grid.add_row("host", literal(snap.name))
         grid.add_row("state", host_state(snap).to_text())
         load = snap.load
         if load is None:

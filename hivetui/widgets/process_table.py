@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from hivetui.model import GpuProcess
+from hivetui.safe_text import printable
 from hivetui.widgets.cells import DASH
 
 
@@ -41,8 +42,8 @@ class ProcessTable(DataTable[object]):
             mem = DASH if proc.gpu_memory_mib is None else f"{proc.gpu_memory_mib:.0f}"
             self.add_row(
                 Text(str(proc.pid), justify="right"),
-                Text(proc.user or "?", style="yellow"),
+                Text(printable(proc.user or "?"), style="yellow"),
                 Text(mem, justify="right"),
-                Text(proc.command, no_wrap=True, overflow="ellipsis"),
+                Text(printable(proc.command), no_wrap=True, overflow="ellipsis"),
                 key=str(proc.pid),
             )

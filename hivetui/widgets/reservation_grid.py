@@ -22,6 +22,8 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from hivetui.reservations import GpuRef, Reservation
+from hivetui.safe_text import chunk_cells, pad_cells, printable
+from hivetui.safe_text import width as cell_width
 from hivetui.widgets.cells import fit
 from hivetui.widgets.grid_cells import (
     DEFAULT_ZOOM,
@@ -119,6 +121,7 @@ class ReservationGrid(Widget, can_focus=True):
         self._selecting = False  # "v" pressed: moves extend the selection
         self._view: GridView | None = None
         self._window: tuple[datetime, datetime] | None = None
+        self.note = ""  # shown where the rows would be when there is no GPU
 
     # -- the way in --------------------------------------------------------
     def update(
@@ -128,8 +131,13 @@ class ReservationGrid(Widget, can_focus=True):
         now: datetime,
         idle: frozenset[int] = frozenset(),
         violated: frozenset[int] = frozenset(),
+        note: str = "",
     ) -> None:
-        """Show ``reservations`` on the fleet's ``gpus`` at ``now``; mark idle and violated ids."""
+        """Show ``reservations`` on the fleet's ``gpus`` at ``now``; mark idle and violated ids.
+
+        ``note`` says why there is no GPU to show, when there is none.
+        """
+        self.note = note
         self.fleet_gpus = tuple(gpus)
         self.reservations = tuple(reservations)
         self.idle = idle
@@ -146,7 +154,7 @@ class ReservationGrid(Widget, can_focus=True):
 
     @property
     def label_width(self) -> int:
-        longest = max([len(g.label) for g in self.gpus] + [8])
+        longest = max([cell_width(printable(g.label)) for g in self.gpus] + [8])
         return min(longest, _LABEL_MAX) + 1
 
     @property
@@ -317,63 +325,79 @@ class ReservationGrid(Widget, can_focus=True):
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         if y == 0:
-            return Strip(self._day_line(), width).crop_extend(0, width, None)
+            return Strip(self._day_line(width)).crop_extend(0, width, None)
         if y == 1:
-            return Strip(self._time_line(), width).crop_extend(0, width, None)
+            return Strip(self._time_line(width)).crop_extend(0, width, None)
         row = self.row_offset + y - HEADER_LINES
+        if not self.gpus and row == 0 and self.note:
+            note = Segment(fit(self.note, max(width - 1, 0)), _STYLES["idle"])
+            return Strip([Segment(" "), note]).crop_extend(0, width, None)
         if row >= len(self.gpus):
             return Strip.blank(width)
         return Strip(self._row_segments(row)).crop_extend(0, width, None)
 
-    def _day_line(self) -> list[Segment]:
-        view, lw = self.view, self.label_width
-        segments, x, last_day = [], 0, None
-        for col in range(view.columns):
-            local = view.time_of(col).astimezone()
-            if local.date() == last_day:
-                continue
-            last_day = local.date()
-            at = lw + col * CELL_W
-            if at < x:
-                continue  # the previous label still runs here (1 day per column)
-            label = local.strftime("%a %d %b" if self.slot < timedelta(days=1) else "%b")
-            segments += [Segment(" " * (at - x)), Segment(label, _STYLES["day"])]
-            x = at + len(label)
-            if self.slot >= timedelta(days=1):
-                break  # at a day per column the time line names the days
-        return segments
-
-    def _time_line(self) -> list[Segment]:
-        """Labels every other column; "now" over the column that holds now."""
+    def _day_line(self, width: int) -> list[Segment]:
+        """Each day's name over its first column; at a day per column, each month's."""
         view, lw = self.view, self.label_width
         daily = self.slot >= timedelta(days=1)
-        cells: list[tuple[str, Style]] = []
-        for col in range(0, view.columns, 2):
+        segments, x, last = [], 0, None
+        for col in range(view.columns):
             local = view.time_of(col).astimezone()
-            label = (local.strftime("%d") if daily else local.strftime("%H:%M")).ljust(CELL_W * 2)
+            key = (local.year, local.month) if daily else local.date()
+            if key == last:
+                continue
+            last = key
+            at = lw + col * CELL_W
+            if at < x + 1:
+                continue  # the previous label still runs here: keep a gap
+            label = local.strftime("%b" if daily else "%a %d %b")
+            if at + len(label) > width:
+                room = width - at
+                if room < 4:
+                    break
+                label = fit(label, room)  # cut at the edge, and marked as cut
+            segments += [Segment(" " * (at - x)), Segment(label, _STYLES["day"])]
+            x = at + len(label)
+        return segments
+
+    def _time_line(self, width: int) -> list[Segment]:
+        """Labels every other column (each column at a day per column); "now" over now."""
+        view, lw = self.view, self.label_width
+        daily = self.slot >= timedelta(days=1)
+        blank = (" " * CELL_W, Style())
+        cells: list[tuple[str, Style]] = []
+        for col in range(view.columns):
+            local = view.time_of(col).astimezone()
             if daily:
-                label = local.strftime("%d").ljust(CELL_W) + view.time_of(
-                    col + 1
-                ).astimezone().strftime("%d").ljust(CELL_W)
-            cells += [(label[:CELL_W], _STYLES["hour"]), (label[CELL_W:], _STYLES["hour"])]
+                cells.append((local.strftime("%d").ljust(CELL_W), _STYLES["hour"]))
+            elif col % 2 == 0:
+                label = local.strftime("%H:%M").ljust(CELL_W * 2)
+                cells += [(label[:CELL_W], _STYLES["hour"]), (label[CELL_W:], _STYLES["hour"])]
         del cells[view.columns :]
+        if not daily and len(cells) % 2:
+            cells[-1] = blank  # half a time would read as another time
         now = view.now_column
         if now is not None:
-            # "now" takes the label pair it falls in; on the pair's second half it
-            # would touch the next label, so that label gives way too.
-            blank = (" " * CELL_W, Style())
-            hide = [now + 1] if now % 2 == 0 else [now - 1, now + 1, now + 2]
-            for col in hide if not daily else []:
-                if 0 <= col < len(cells):
-                    cells[col] = blank
-            cells[now] = ("now", _STYLES["now"])
-        head = Segment(fit("GPU", lw - 1).ljust(lw), _STYLES["label"])
+            if daily:
+                # A day's column holds its date and a space: "now" takes all three
+                # cells, so it gives way to a marked date instead.
+                day = view.time_of(now).astimezone().strftime("%d")
+                cells[now] = (day.ljust(CELL_W), _STYLES["now"])
+            else:
+                # "now" takes the label pair it falls in; on the pair's second half it
+                # would touch the next label, so that label gives way too.
+                hide = [now + 1] if now % 2 == 0 else [now - 1, now + 1, now + 2]
+                for col in hide:
+                    if 0 <= col < len(cells):
+                        cells[col] = blank
+                cells[now] = ("now", _STYLES["now"])
+        head = Segment(pad_cells(fit("GPU", lw - 1), lw), _STYLES["label"])
         return [head, *(Segment(text, style) for text, style in cells)]
 
     def _row_segments(self, row: int) -> list[Segment]:
         view, lw = self.view, self.label_width
         gpu = view.gpus[row]
-        segments = [Segment(fit(gpu.label, lw - 1).ljust(lw), _STYLES["label"])]
+        segments = [Segment(pad_cells(fit(gpu.label, lw - 1), lw), _STYLES["label"])]
         cells = view.rows[row]
         texts = _run_texts(cells)
         sel = self._selected_columns(row)
@@ -439,10 +463,14 @@ def _run_texts(cells: Sequence[GridSlot]) -> list[str]:
             end += 1
         width = (end - col) * CELL_W
         cell = cells[col]
-        name = f"{res.user} ⚠" if cell.violated else f"{res.user} idle" if cell.idle else res.user
-        label = fit(name, width - 1).center(width) if width > 3 else fit(name, width)
-        label = label.ljust(width)
+        user = printable(res.user)
+        name = f"{user} ⚠" if cell.violated else f"{user} idle" if cell.idle else user
+        label = fit(name, width - 1) if width > 3 else fit(name, width)
+        if width > 3:  # centred by cells, as str.center does: names may hold wide characters
+            spare = width - cell_width(label)
+            label = " " * (spare // 2 + (spare & width & 1)) + label
+        pieces = chunk_cells(label, CELL_W)
         for i in range(col, end):
-            texts[i] = label[(i - col) * CELL_W : (i - col + 1) * CELL_W]
+            texts[i] = pieces[i - col] if i - col < len(pieces) else " " * CELL_W
         col = end
     return texts

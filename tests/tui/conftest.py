@@ -54,7 +54,14 @@ def h100(index: int, step: int) -> GpuSample:
     )
     if not procs:
         return GpuSample(
-            index, f"GPU-{index:04d}", "NVIDIA H100 80GB HBM3", 0.0, 512.0, H100_MIB, 31.0, 70.0
+            index,
+            f"GPU-{index:08x}-0000-4000-8000-000000000000",
+            "NVIDIA H100 80GB HBM3",
+            0.0,
+            512.0,
+            H100_MIB,
+            31.0,
+            70.0,
         )
     wave = math.sin(step / 12.0 + index)
     util: float | None = float(round(60 + 35 * wave))
@@ -62,7 +69,7 @@ def h100(index: int, step: int) -> GpuSample:
         util = None  # a stretch of [N/A]: the chart must show a gap
     return GpuSample(
         index=index,
-        uuid=f"GPU-{index:04d}",
+        uuid=f"GPU-{index:08x}-0000-4000-8000-000000000000",
         name="NVIDIA H100 80GB HBM3",
         utilization_pct=util,
         memory_used_mib=sum(p.gpu_memory_mib or 0.0 for p in procs) + 512.0,

@@ -269,7 +269,7 @@ async def test_command_palette_offers_screens(app: HiveApp, tui: TuiData) -> Non
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         commands = {c.title: c for c in app.get_system_commands(app.screen)}
-        assert {"Dashboard", "Help: keys", "Filter", f"Host: {tui.big}"} <= set(commands)
+        assert {"Dashboard", "Keys", "Filter", f"Host: {tui.big}"} <= set(commands)
         commands[f"Host: {tui.big}"].callback()
         await pilot.pause()
         assert isinstance(app.screen, HostDetailScreen)

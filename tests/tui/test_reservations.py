@@ -45,7 +45,7 @@ def at(hours: float) -> datetime:
 
 
 def gpu(index: int) -> GpuRef:
-    return GpuRef(HOST, index, f"GPU-{index:04d}")
+    return GpuRef(HOST, index, f"GPU-{index:08x}-0000-4000-8000-000000000000")
 
 
 @pytest.fixture(autouse=True)
