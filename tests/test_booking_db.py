@@ -334,6 +334,11 @@ async def test_upgrade_from_every_revision_keeps_rows(database_url: str) -> None
     await engine.dispose()
 
 
+def uuid_of(host: str, index: int) -> str:
+    """A driver-form uuid for GPU ``index`` of host ``gpuNN``."""
+    return f"GPU-{int(host[3:]):08d}-0000-4000-8000-{index:012d}"
+
+
 async def test_migration_0004_groups_the_rows_booked_together(database_url: str) -> None:
     """A filled database at 0003: rows of one user, host, times and title become one booking."""
     engine = db.make_engine(database_url)
@@ -345,7 +350,7 @@ async def test_migration_0004_groups_the_rows_booked_together(database_url: str)
     ) -> dict[str, object]:
         return {
             "id": rid, "user": user, "host": host, "gpu_index": index,
-            "gpu_uuid": f"GPU-{host}-{index}", "start_s": base + 10800 * (rid // 10),
+            "gpu_uuid": uuid_of(host, index), "start_s": base + 10800 * (rid // 10),
             "end_s": base + 10800 * (rid // 10) + 7200, "title": title, "created_s": base,
             **extra,
         }  # fmt: skip
@@ -379,7 +384,7 @@ async def test_migration_0004_groups_the_rows_booked_together(database_url: str)
     made = await store.add("carol", FOUR[:2], NOW + 5 * H, NOW + 6 * H)
     assert {r.booking for r in made} == {made[0].id} and made[0].id > 16
     with pytest.raises(Conflict, match="reserved by alice"):
-        await store.add("carol", [GpuRef("gpu01", 0, "GPU-gpu01-0")], NOW, NOW + 3 * H)
+        await store.add("carol", [GpuRef("gpu01", 0, uuid_of("gpu01", 0))], NOW, NOW + 3 * H)
     async with engine.begin() as conn:
         with pytest.raises(IntegrityError):
             overlap = row(50, "eve", "gpu01", 0, "", start_s=base + 3600, end_s=base + 9000)
