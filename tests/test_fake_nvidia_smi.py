@@ -200,6 +200,8 @@ GOLDEN = {
             "name,uuid,utilization.gpu,utilization.memory,index",
             "--id=3",
         ],
+        # The reporter's redacted uuid, which the shipped state replaces with a well-formed one.
+        gpu_changes={3: {"uuid": "GPU-124-124-1241-241241241242341"}},
     ),
     "Q5-new": Golden(
         "q05_fan_na_noheader_nounits.txt", "geforce_laptop", [Q5_QUERY, NOHEADER_NOUNITS]
@@ -337,6 +339,9 @@ GOLDEN = {
         "p08_gb10_apps_noheader_nounits.txt",
         "gb10",
         ["--query-compute-apps=gpu_uuid,pid,process_name,used_memory", NOHEADER_NOUNITS],
+        # The uuid as the reporter shortened it (the shipped state has a well-formed one).
+        gpu_changes={0: {"uuid": "GPU-..."}},
+        top_changes={"apps": [{**load_state("gb10")["apps"][0], "gpu_uuid": "GPU-..."}]},
     ),
     "E1": Golden(
         "e1_driver_not_loaded.txt",
