@@ -78,6 +78,7 @@ def _processes(
     nobody can hide a process from the guard by spoiling its owner.
     """
     apps: list[nvidia.AppRow] = []
+    listed: set[int] = set()  # PIDs of rows dropped too: their /proc lines are no news
     if report.app_rc == 0:
         for line in report.app_lines:
             if not line.strip():
@@ -87,11 +88,12 @@ def _processes(
             except nvidia.NvidiaOutputError:
                 report.malformed.append(f"compute-apps row {line[:60]!r}")
                 continue
+            listed.add(app.pid)
             if not is_gpu_uuid(app.gpu_uuid) or not is_pid(app.pid):
                 report.malformed.append(f"compute-apps row {line[:60]!r}")
                 continue
             apps.append(app)
-    identities = book.read(report, {app.pid for app in apps})
+    identities = book.read(report, {app.pid for app in apps}, listed)
     by_gpu: dict[str, list[GpuProcess]] = {}
     for app in apps:
         who = identities.get(app.pid)

@@ -408,12 +408,20 @@ class IdentityBook:
         self._names: dict[int, str] = {}
         self._problems: list[str] = []  # found in the last full report, still true
 
-    def read(self, report: ProbeReport, app_pids: set[int]) -> dict[int, Identity]:
-        """Identities of ``app_pids`` (this report's compute apps); problems go to the report."""
+    def read(
+        self, report: ProbeReport, app_pids: set[int], listed: set[int] | None = None
+    ) -> dict[int, Identity]:
+        """Identities of ``app_pids`` (this report's valid compute apps).
+
+        ``listed`` holds every PID of the compute-apps table, rows dropped
+        included (already reported): lines about other PIDs are malformed.
+        Problems go to ``report.malformed``.
+        """
         bad = report.malformed
-        for pid in set(report.procs) - app_pids:
+        listed = app_pids if listed is None else listed | app_pids
+        for pid in set(report.procs) - listed:
             bad.append(f"pid {pid} is not a compute app")
-        for pid in set(report.commands) - app_pids:
+        for pid in set(report.commands) - listed:
             bad.append(f"a command line for pid {pid}, not a compute app")
         seen_uids = {p.uid for p in report.procs.values() if p.uid is not None}
         if not report.ident_unchanged:
