@@ -335,12 +335,16 @@ class HostReader:
 
     def _assemble(self, live: _Live, now: float) -> HostSnapshot:
         error = live.too_large or malformed_message(live.gpu_malformed + live.malformed)
+        availability, gpu_error = live.availability, live.gpu_error
+        if live.too_large and availability is not GpuAvailability.NO_GPU:
+            # Its processes are unknown: the GPUs must not look free or unguarded.
+            availability, gpu_error = GpuAvailability.ERROR, live.too_large
         return HostSnapshot(
             self.name,
             HostStatus.ONLINE,
             error=error,
-            gpu_availability=live.availability,
-            gpu_error=live.gpu_error,
+            gpu_availability=availability,
+            gpu_error=gpu_error,
             gpus=_samples(live.rows, live.procs),
             load=_load(live.report, live.cpu_pct),
             updated_at=now,
