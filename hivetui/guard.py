@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
-from hivetui.backends.probe import kill_command, read_kill_answer
+from hivetui.backends.hostkill import kill_command, read_kill_answer
 from hivetui.backends.transport import CommandTimeout, HostUnavailable
 from hivetui.booking import ReservationStore
 from hivetui.config import ProtectionSettings

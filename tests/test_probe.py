@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from hivetui.backends.hostkill import read_kill_answer
 from hivetui.backends.probe import (
     MAX_COMMAND_BYTES,
     ProcStat,
@@ -24,7 +25,6 @@ from hivetui.backends.probe import (
     cpu_percent,
     follow_command,
     parse_reports,
-    read_kill_answer,
     smi_names,
     sweep_command,
 )
