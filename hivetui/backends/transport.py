@@ -21,6 +21,7 @@ from hivetui.model import HostStatus
 MAX_LINE_BYTES = 64 * 1024  # no line of ours comes near; od prints 48 characters a line
 MAX_OUTPUT_BYTES = 8 * 1024 * 1024  # a sweep of a busy 8-GPU host prints well under 1 MiB
 READ_CHUNK = 64 * 1024
+END_WAIT_S = 5.0  # for a killed local command's pipes to close
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,8 @@ async def read_both(out: ByteReader, err: ByteReader, budget: OutputBudget) -> t
     finally:
         for task in tasks:
             task.cancel()
+        # Until both are done, nobody else may read these streams (to drain them).
+        await asyncio.gather(*tasks, return_exceptions=True)
     return first, second
 
 
@@ -167,10 +170,20 @@ class LocalTransport:
         return proc
 
     async def _end(self, proc: asyncio.subprocess.Process) -> None:
-        """Kill the command's whole process group and reap the command."""
+        """Kill the command's whole process group and reap the command.
+
+        asyncio reports the exit only once the pipes are closed too, and a pipe
+        whose reading was paused (we stopped reading a flood) is never seen to
+        close: drain what is left, then wait, each for a bounded time.
+        """
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
+        with contextlib.suppress(TimeoutError, OSError, RuntimeError, ValueError):
+            async with asyncio.timeout(END_WAIT_S):
+                for reader in (proc.stdout, proc.stderr):
+                    while reader is not None and await reader.read(READ_CHUNK):
+                        pass
+                await proc.wait()
         self._running.discard(proc)
 
     async def run(self, command: str, timeout: float) -> CommandResult:
