@@ -14,7 +14,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from hivetui.backends.nvidia import apps_query_argv, gpu_query_argv
+from hivetui.backends.nvidia import apps_query_argv, gpu_query_argv, names_query_argv
 from tests.sshd import FAKE_BIN
 
 
@@ -25,7 +25,11 @@ def render_static_fake(bin_dir: Path, state: Path, stream_from_fake: bool = Fals
     gpu = subprocess.run([fake, *gpu_query_argv()[1:]], env=env, capture_output=True, check=True)
     apps = subprocess.run([fake, *apps_query_argv()[1:]], env=env, capture_output=True, check=True)
     (bin_dir / "gpu.txt").write_bytes(gpu.stdout)
+    names = subprocess.run(
+        [fake, *names_query_argv()[1:]], env=env, capture_output=True, check=True
+    )
     (bin_dir / "apps.txt").write_bytes(apps.stdout)
+    (bin_dir / "names.txt").write_bytes(names.stdout)
     loop = (
         f'exec {shlex.quote(fake)} "$@"'
         if stream_from_fake
@@ -38,6 +42,7 @@ show() {{ while IFS= read -r line; do printf '%s\\n' "$line"; done < "$1"; }}
 case "$*" in
   *--query-gpu=*--loop-ms=*) {loop} ;;
   *--query-gpu=*) show "$d/gpu.txt" ;;
+  *--query-compute-apps=pid,process_name*) show "$d/names.txt" ;;
   *--query-compute-apps=*) show "$d/apps.txt" ;;
   *) echo "bench nvidia-smi: unexpected arguments: $*" >&2; exit 2 ;;
 esac

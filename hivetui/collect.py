@@ -18,6 +18,7 @@ from hivetui.backends import nvidia
 from hivetui.backends.nvml import NvmlReader
 from hivetui.backends.probe import (
     SMI_TIMEOUT_EXIT,
+    IdentityBook,
     ProbeReport,
     ReportParser,
     cpu_percent,
@@ -25,7 +26,13 @@ from hivetui.backends.probe import (
     parse_reports,
     sweep_command,
 )
-from hivetui.backends.transport import EXIT_MARK, CommandTimeout, HostUnavailable, Transport
+from hivetui.backends.transport import (
+    EXIT_MARK,
+    CommandTimeout,
+    HostUnavailable,
+    OutputTooLarge,
+    Transport,
+)
 from hivetui.model import (
     GpuAvailability,
     GpuProcess,
@@ -34,12 +41,14 @@ from hivetui.model import (
     HostSnapshot,
     HostStatus,
 )
+from hivetui.trust import is_gpu_uuid, is_pid
 
 Publish = Callable[[HostSnapshot], None]
 
 NO_GPU_RECHECK_S = 60.0  # a host with no driver is asked again this often, not every second
 MAX_BACKOFF_S = 5.0
 HOST_KEY_RETRY_S = 30.0
+MAX_NOISE_LINES = 50  # lines in a row from the GPU stream that are not GPU rows
 
 
 @dataclass(slots=True)
@@ -51,32 +60,73 @@ class _Live:
     availability: GpuAvailability = GpuAvailability.UNKNOWN
     gpu_error: str | None = None
     report: ProbeReport | None = None
+    procs: dict[str, list[GpuProcess]] = field(default_factory=dict)
+    malformed: list[str] = field(default_factory=list)  # of the latest report and GPU rows
+    gpu_malformed: list[str] = field(default_factory=list)
+    too_large: str | None = None  # the report stream was stopped for printing too much
     cpu_pct: float | None = None
     expected: int = 0  # GPUs in a complete sample, once known
 
 
-def _processes(report: ProbeReport | None) -> dict[str, list[GpuProcess]]:
-    """Compute processes keyed by GPU uuid, with owners from the process table."""
+def _processes(
+    report: ProbeReport, book: IdentityBook, seen_at: float
+) -> dict[str, list[GpuProcess]]:
+    """Compute processes keyed by GPU uuid, each field checked on arrival.
+
+    A compute-apps row that fails is dropped and named in ``report.malformed``;
+    a row whose owner cannot be established is kept with no owner, so that
+    nobody can hide a process from the guard by spoiling its owner.
+    """
+    apps: list[nvidia.AppRow] = []
+    listed: set[int] = set()  # PIDs of rows dropped too: their /proc lines are no news
+    if report.app_rc == 0:
+        for line in report.app_lines:
+            if not line.strip():
+                continue
+            try:
+                app = nvidia.parse_app_line(line)
+            except nvidia.NvidiaOutputError:
+                report.malformed.append(f"compute-apps row {line[:60]!r}")
+                continue
+            listed.add(app.pid)
+            if not is_gpu_uuid(app.gpu_uuid) or not is_pid(app.pid):
+                report.malformed.append(f"compute-apps row {line[:60]!r}")
+                continue
+            apps.append(app)
+    identities = book.read(report, {app.pid for app in apps}, listed)
     by_gpu: dict[str, list[GpuProcess]] = {}
-    if report is None:
-        return by_gpu
-    for line in report.app_lines:
-        if not line.strip():
-            continue
-        try:
-            app = nvidia.parse_app_line(line)
-        except nvidia.NvidiaOutputError:
-            continue
-        owner = report.owners.get(app.pid)
+    for app in apps:
+        who = identities.get(app.pid)
         by_gpu.setdefault(app.gpu_uuid, []).append(
             GpuProcess(
                 pid=app.pid,
-                user=owner.user if owner else None,
+                user=who.user if who else None,
                 gpu_memory_mib=app.used_memory_mib,
-                command=owner.command if owner and owner.command else app.process_name,
+                command=who.command if who else "",
+                start_time=who.start_time if who else None,
+                uid=who.uid if who else None,
+                seen_at=seen_at,
             )
         )
     return by_gpu
+
+
+def _valid_rows(rows: list[nvidia.GpuRow]) -> tuple[list[nvidia.GpuRow], list[str]]:
+    """GPU rows whose uuid has a driver's form; the others are dropped and named."""
+    good = [row for row in rows if is_gpu_uuid(row.uuid)]
+    bad = [f"GPU {row.index} uuid {row.uuid[:60]!r}" for row in rows if not is_gpu_uuid(row.uuid)]
+    return good, bad
+
+
+def malformed_message(problems: list[str]) -> str | None:
+    """What the host's row says when some of its output was dropped."""
+    if not problems:
+        return None
+    count = len(problems)
+    return (
+        f"malformed output from the host: {count} item{'s' if count != 1 else ''} dropped "
+        f"({problems[0]})"
+    )
 
 
 def _load(report: ProbeReport | None, cpu_pct: float | None) -> HostLoad | None:
@@ -91,8 +141,9 @@ def _load(report: ProbeReport | None, cpu_pct: float | None) -> HostLoad | None:
     )
 
 
-def _samples(rows: list[nvidia.GpuRow], report: ProbeReport | None) -> tuple[GpuSample, ...]:
-    procs = _processes(report)
+def _samples(
+    rows: list[nvidia.GpuRow], procs: dict[str, list[GpuProcess]]
+) -> tuple[GpuSample, ...]:
     return tuple(
         GpuSample(
             index=row.index,
@@ -125,7 +176,7 @@ def _row_of(gpu: GpuSample) -> nvidia.GpuRow:
 def _gpu_verdict(
     have_smi: bool, rc: int | None, lines: list[str]
 ) -> tuple[GpuAvailability, str | None, list[nvidia.GpuRow]]:
-    """What a finished one-shot GPU query means: availability, error, rows."""
+    """What a finished one-shot GPU query means: availability, error, rows (not yet checked)."""
     if not have_smi:
         return GpuAvailability.NO_GPU, "no NVIDIA GPU (nvidia-smi not found)", []
     if rc == SMI_TIMEOUT_EXIT:
@@ -165,23 +216,25 @@ class HostReader:
 
     # -- one-shot ---------------------------------------------------------
     async def sweep(self, timeout: float) -> HostSnapshot:
-        """One fresh snapshot; failures become statuses, never exceptions."""
+        """One fresh snapshot within ``timeout`` in all; failures become statuses."""
+        connected = False
         try:
-            await asyncio.wait_for(self.transport.connect(), timeout)
-            result = await self.transport.run(sweep_command(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.transport.connect()
+                connected = True
+                result = await self.transport.run(sweep_command(), timeout)
+                nvml_rows = await asyncio.to_thread(self.nvml.read) if self.nvml else None
         except TimeoutError:
-            return self._down(HostStatus.OFFLINE, f"no answer in {timeout:g} s")
+            if not connected:
+                return self._down(HostStatus.OFFLINE, f"no answer in {timeout:g} s")
+            return self._gpu_trouble(f"the host did not answer in {timeout:g} s (nvidia-smi hung?)")
         except HostUnavailable as exc:
             return self._down(exc.status, exc.message)
+        except OutputTooLarge as exc:
+            return self._gpu_trouble(str(exc), error=str(exc))
         except CommandTimeout:
-            return HostSnapshot(
-                self.name,
-                HostStatus.ONLINE,
-                gpu_availability=GpuAvailability.ERROR,
-                gpu_error=f"the host did not answer in {timeout:g} s (nvidia-smi hung?)",
-                updated_at=self._clock(),
-            )
-        reports = parse_reports(result.stdout.splitlines())
+            return self._gpu_trouble(f"the host did not answer in {timeout:g} s (nvidia-smi hung?)")
+        reports = parse_reports(result.stdout.split("\n"))
         if not reports:
             detail = (result.stderr or result.stdout).strip().splitlines()
             return HostSnapshot(
@@ -195,16 +248,29 @@ class HostReader:
         availability, gpu_error, rows = _gpu_verdict(
             report.have_smi, report.gpu_rc, report.gpu_lines or []
         )
-        if self.nvml is not None:
-            rows = await asyncio.to_thread(self.nvml.read)
-            availability, gpu_error = GpuAvailability.OK, None
+        if nvml_rows is not None:
+            rows, availability, gpu_error = nvml_rows, GpuAvailability.OK, None
+        rows, bad_rows = _valid_rows(rows)
+        now = self._clock()
+        procs = _processes(report, IdentityBook(), now)
         return HostSnapshot(
             self.name,
             HostStatus.ONLINE,
+            error=malformed_message(bad_rows + report.malformed),
             gpu_availability=availability,
             gpu_error=gpu_error,
-            gpus=_samples(rows, report),
+            gpus=_samples(rows, procs),
             load=_load(report, None),
+            updated_at=now,
+        )
+
+    def _gpu_trouble(self, gpu_error: str, error: str | None = None) -> HostSnapshot:
+        return HostSnapshot(
+            self.name,
+            HostStatus.ONLINE,
+            error=error,
+            gpu_availability=GpuAvailability.ERROR,
+            gpu_error=gpu_error,
             updated_at=self._clock(),
         )
 
@@ -248,6 +314,7 @@ class HostReader:
             rows_at=self._clock(),
             availability=first.gpu_availability,
             gpu_error=first.gpu_error,
+            procs={gpu.uuid: list(gpu.processes) for gpu in first.gpus},
             expected=len(first.gpus),
         )
         async with asyncio.TaskGroup() as group:
@@ -267,32 +334,48 @@ class HostReader:
                 publish(self._assemble(live, now))
 
     def _assemble(self, live: _Live, now: float) -> HostSnapshot:
+        error = live.too_large or malformed_message(live.gpu_malformed + live.malformed)
+        availability, gpu_error = live.availability, live.gpu_error
+        if live.too_large and availability is not GpuAvailability.NO_GPU:
+            # Its processes are unknown: the GPUs must not look free or unguarded.
+            availability, gpu_error = GpuAvailability.ERROR, live.too_large
         return HostSnapshot(
             self.name,
             HostStatus.ONLINE,
-            gpu_availability=live.availability,
-            gpu_error=live.gpu_error,
-            gpus=_samples(live.rows, live.report),
+            error=error,
+            gpu_availability=availability,
+            gpu_error=gpu_error,
+            gpus=_samples(live.rows, live.procs),
             load=_load(live.report, live.cpu_pct),
             updated_at=now,
         )
 
     async def _follow_reports(self, live: _Live) -> None:
-        parser = ReportParser()
+        book = IdentityBook()
         previous: tuple[int, int] | None = None
         while True:
-            async for line in self.transport.stream(follow_command(self.interval)):
-                report = parser.feed(line)
-                if report is None:
-                    continue
-                live.cpu_pct = cpu_percent(previous, report.cpu_ticks)
-                previous = report.cpu_ticks
-                if report.owners_unchanged and live.report is not None:
-                    report.owners = live.report.owners  # the script skipped ps: same PIDs
-                live.report = report
-                if not report.have_smi:
-                    live.availability = GpuAvailability.NO_GPU
-                    live.gpu_error = "no NVIDIA GPU (nvidia-smi not found)"
+            parser = ReportParser()
+            try:
+                async with contextlib.aclosing(
+                    self.transport.stream(follow_command(self.interval))
+                ) as lines:
+                    async for line in lines:
+                        report = parser.feed(line)
+                        if report is None:
+                            continue
+                        live.cpu_pct = cpu_percent(previous, report.cpu_ticks)
+                        previous = report.cpu_ticks
+                        live.procs = _processes(report, book, self._clock())
+                        live.report, live.malformed, live.too_large = report, report.malformed, None
+                        if not report.have_smi:
+                            live.availability = GpuAvailability.NO_GPU
+                            live.gpu_error = "no NVIDIA GPU (nvidia-smi not found)"
+            except OutputTooLarge as exc:
+                # What we knew of its processes can no longer be vouched for.
+                live.too_large, live.procs = str(exc), {}
+                book = IdentityBook()
+                await asyncio.sleep(self.stale_after)
+                continue
             await asyncio.sleep(self.interval)  # the loop ended (killed on the host?): restart
 
     def _gpu_source(self, live: _Live) -> Coroutine[None, None, None]:
@@ -311,28 +394,45 @@ class HostReader:
         while True:
             batch: dict[int, nvidia.GpuRow] = {}
             expected = len(live.rows) or live.expected
-            noise: list[str] = []
+            noise: list[str] = []  # the first lines that were not rows, for the message
+            noisy = 0  # such lines since the last row
             rc: int | None = None
-            async for line in self.transport.stream(command):
-                if line.startswith(EXIT_MARK):
-                    rc = int(line[len(EXIT_MARK) :]) if line[len(EXIT_MARK) :].isdigit() else None
-                    break
-                try:
-                    row = nvidia.parse_gpu_line(line)
-                except nvidia.NvidiaOutputError as exc:
-                    # Xid/ECC event lines may come between rows; only lasting noise is an error.
-                    noise.append(line)
-                    if len(noise) > 20 and not batch:
-                        live.availability, live.gpu_error = GpuAvailability.ERROR, str(exc)
-                    continue
-                if row.index in batch:
-                    expected = len(batch)
-                    self._take(live, batch)
-                    batch = {}
-                batch[row.index] = row
-                if len(batch) == expected:
-                    self._take(live, batch)
-                    batch = {}
+            try:
+                async with contextlib.aclosing(self.transport.stream(command)) as lines:
+                    async for line in lines:
+                        if line.startswith(EXIT_MARK):
+                            code = line[len(EXIT_MARK) :]
+                            rc = int(code) if code.isdigit() else None
+                            break
+                        try:
+                            row = nvidia.parse_gpu_line(line)
+                        except nvidia.NvidiaOutputError:
+                            # Xid/ECC event lines may come between rows; lasting noise is an
+                            # error, and a host that prints only noise is not read on.
+                            noisy += 1
+                            if len(noise) < MAX_NOISE_LINES:
+                                noise.append(line)
+                            if noisy > MAX_NOISE_LINES:
+                                break
+                            continue
+                        noisy = 0
+                        if not is_gpu_uuid(row.uuid):
+                            live.gpu_malformed = _valid_rows([row])[1]
+                            continue
+                        if row.index in batch:
+                            expected = len(batch)
+                            self._take(live, batch)
+                            batch = {}
+                        batch[row.index] = row
+                        if len(batch) == expected:
+                            self._take(live, batch)
+                            batch = {}
+            except OutputTooLarge as exc:
+                noise, rc = [], None
+                live.availability, live.gpu_error = GpuAvailability.ERROR, str(exc)
+                live.rows, live.rows_at = [], self._clock()
+                await asyncio.sleep(self.stale_after)
+                continue
             if batch:
                 self._take(live, batch)
             if rc == 0 and not noise:

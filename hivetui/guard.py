@@ -7,7 +7,10 @@ reservations active now, then
 * warns the intruder, at most once per ``warn_every_minutes`` per
   :attr:`Violation.key`: on their terminals on that host and by e-mail;
 * optionally sends ``SIGTERM`` after ``kill_after_minutes`` of continuous
-  violation (off while 0);
+  violation (off while 0), through a script that checks on the host, at that
+  moment, that the PID is still the process judged (start time, owner, GPU);
+  a sighting older than ``max_age`` is never acted on. ``kill_skipped`` and
+  ``kill_failed`` events say why a kill was not done;
 * adds one usage sample per fresh snapshot of each reserved GPU, and records
   a reservation whose GPU stays idle for ``idle_minutes`` once.
 
@@ -19,11 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shlex
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
+from hivetui.backends.hostkill import kill_command, read_kill_answer
 from hivetui.backends.transport import CommandTimeout, HostUnavailable
 from hivetui.booking import ReservationStore
 from hivetui.config import ProtectionSettings
@@ -38,6 +41,9 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, int, str]  # Violation.key: (host, GPU index, intruder)
 WarnKey = tuple[str, str, str]  # (host, GPU uuid, intruder): as warning events record it
+# A process seen longer ago than this is never killed on that sighting: it may
+# have exited and its PID gone to someone else. Hosts report every second.
+MAX_OBSERVATION_AGE_S = 10.0
 SEED_WINDOW = timedelta(days=2)  # events older than this cannot belong to a live reservation
 
 
@@ -52,6 +58,7 @@ class Guard:
         *,
         clock: Callable[[], float] = time.time,
         command_timeout: float = 10.0,
+        max_age: float = MAX_OBSERVATION_AGE_S,
     ) -> None:
         self.fleet = fleet
         self.store = store
@@ -59,11 +66,13 @@ class Guard:
         self.usage_table = UsageTable(store.engine)
         self._clock = clock
         self._timeout = command_timeout
+        self.max_age = max_age
         self._active: dict[str, Reservation] = {}
         self._recorded: set[tuple[int, str]] = set()  # (reservation id, intruder)
         self._warned_at: dict[WarnKey, float] = {}
         self._since: dict[Key, float] = {}  # start of the current unbroken violation
-        self._kill_tried: set[tuple[str, int]] = set()  # (host, pid)
+        self._kill_tried: set[tuple[str, int, int | None]] = set()  # (host, pid, start time)
+        self._stale_noted: set[tuple[str, int, int | None]] = set()
         self._usage: dict[int, Usage] = {}
         self._counted_at: dict[int, float] = {}  # snapshot time last counted, per reservation
         self._idle_recorded: set[int] = set()
@@ -163,25 +172,46 @@ class Guard:
 
     async def _kill(self, group: Sequence[Violation]) -> None:
         for v in group:
-            if (v.host, v.process.pid) in self._kill_tried:
-                continue
-            self._kill_tried.add((v.host, v.process.pid))
-            transport = self.fleet.transport(v.host)
-            if transport is None:
-                await self._event("kill_failed", f"no connection to {v.host}", [v])
-                continue
-            command = shlex.join(["kill", "-TERM", str(v.process.pid)])
-            try:
-                result = await transport.run(command, self._timeout)
-            except (CommandTimeout, HostUnavailable) as exc:
-                await self._event("kill_failed", f"pid {v.process.pid}: {exc}", [v])
-                continue
-            if result.exit_status == 0:
-                await self._event("killed", f"SIGTERM sent: {_describe([v])}", [v])
-                log.warning("killed pid %s on %s", v.process.pid, v.host)
-            else:
-                why = result.stderr.strip()[:200] or f"exit {result.exit_status}"
-                await self._event("kill_failed", f"pid {v.process.pid}: {why}", [v])
+            await self._kill_one(v)
+
+    async def _kill_one(self, v: Violation) -> None:
+        """SIGTERM through the host's kill script, which re-checks what was judged."""
+        proc = v.process
+        key = (v.host, proc.pid, proc.start_time)
+        if key in self._kill_tried:
+            return
+        if proc.start_time is None or proc.uid is None:
+            self._kill_tried.add(key)
+            why = "the host's /proc does not show it, so it cannot be checked; not killed"
+            await self._event("kill_skipped", f"pid {proc.pid}: {why}", [v])
+            return
+        age = self._clock() - proc.seen_at
+        if age > self.max_age:
+            # Not tried: the next fresh observation may be acted on.
+            if key not in self._stale_noted:
+                self._stale_noted.add(key)
+                why = f"seen {age:.0f} s ago (over {self.max_age:g} s); not killed until seen again"
+                await self._event("kill_skipped", f"pid {proc.pid}: {why}", [v])
+            return
+        self._kill_tried.add(key)
+        transport = self.fleet.transport(v.host)
+        if transport is None:
+            await self._event("kill_failed", f"no connection to {v.host}", [v])
+            return
+        uuid = v.reservation.gpu.uuid
+        command = kill_command(proc.pid, proc.start_time, proc.uid, uuid)
+        try:
+            result = await transport.run(command, self._timeout)
+        except (CommandTimeout, HostUnavailable) as exc:
+            await self._event("kill_failed", f"pid {proc.pid}: {exc}", [v])
+            return
+        answer = read_kill_answer(result.stdout, proc.pid, proc.start_time, proc.uid, uuid)
+        if answer.kind == "killed":
+            await self._event("killed", f"SIGTERM sent: {_describe([v])}", [v])
+            log.warning("killed pid %s on %s", proc.pid, v.host)
+        else:
+            await self._event(f"kill_{answer.kind}", answer.detail, [v])
+            log.warning("kill of pid %s on %s %s: %s", proc.pid, v.host, answer.kind, answer.detail)
 
     async def _event(self, kind: str, detail: str, group: Sequence[Violation]) -> None:
         v = group[0]

@@ -37,12 +37,21 @@ class GpuAvailability(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class GpuProcess:
-    """A compute process on one GPU, with its owner from the host's process table."""
+    """A compute process on one GPU, with its owner from the host's process table.
+
+    ``start_time`` (clock ticks after the host's boot, field 22 of
+    ``/proc/PID/stat``) and ``uid`` tell this process from a later one that
+    reuses its PID; both are ``None`` where the host's /proc does not show the
+    PID (another PID namespace). ``seen_at`` is when the host reported it.
+    """
 
     pid: int
     user: str | None
     gpu_memory_mib: float | None
     command: str
+    start_time: int | None = None
+    uid: int | None = None
+    seen_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,10 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from hivetui import db
 from hivetui.booking import ReservationStore
+from hivetui.collect import HostReader
 from hivetui.config import parse_config
 from hivetui.fleet import Fleet
-from hivetui.hosts import build_fleet
+from hivetui.hosts import build_fleet, transport_for
 from hivetui.reservations import GpuRef, Reservation
 from tests.sshd import free_port
 
@@ -28,8 +29,9 @@ UUID0 = "GPU-00000000-0000-0000-0000-000000000000"
 
 
 def spawn(argv: list[str], user: str | None = None, **kw: object) -> subprocess.Popen[bytes]:
-    """A real process (as ``user`` when given), stdin from /dev/null."""
-    return subprocess.Popen(argv, user=user, stdin=subprocess.DEVNULL, **kw)  # type: ignore[call-overload, no-any-return]
+    """A real process (as ``user`` when given), stdin from /dev/null unless given."""
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    return subprocess.Popen(argv, user=user, **kw)  # type: ignore[call-overload, no-any-return]
 
 
 class FakeClock:
@@ -85,10 +87,26 @@ async def reserve(store: ReservationStore, user: str, host: str, uuid: str = UUI
     return res
 
 
+def clocked_fleet(config_text: str, clock: FakeClock | None) -> Fleet:
+    """The fleet of this config; its readers date what they see by ``clock`` when given."""
+    if clock is None:
+        return build_fleet(parse_config(config_text, "test.toml"))
+    config = parse_config(config_text, "test.toml")
+    readers = [
+        HostReader(host.name, transport_for(host, config), clock=clock)
+        for host in config.effective_hosts
+    ]
+    return Fleet(readers)
+
+
 @asynccontextmanager
-async def swept_fleet(config_text: str) -> AsyncIterator[Fleet]:
-    """A fleet that has swept its hosts once and keeps its connections open."""
-    fleet = build_fleet(parse_config(config_text, "test.toml"))
+async def swept_fleet(config_text: str, clock: FakeClock | None = None) -> AsyncIterator[Fleet]:
+    """A fleet that has swept its hosts once and keeps its connections open.
+
+    With ``clock``, the fleet and the guard share one fake time: a sighting is as
+    old as the test says, and a new sweep is needed after the clock moves.
+    """
+    fleet = clocked_fleet(config_text, clock)
     try:
         await fleet.sweep(10)
         yield fleet

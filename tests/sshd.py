@@ -50,6 +50,24 @@ def login_user() -> str:
     return TEST_USER
 
 
+def account(name: str) -> str:
+    """A local account ``name`` for processes of "other users" (created once, as root).
+
+    Without root no account can be made or switched to: the current user's name.
+    """
+    if os.geteuid() != 0:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            check=True,
+            capture_output=True,
+        )
+    return name
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

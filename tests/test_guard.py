@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,17 +178,20 @@ async def test_kill_after_grace_period(ssh_fleet: TestFleet, tmp_path: Path) -> 
         store = await make_store(tmp_path / "h.db", clock)
         await reserve(store, "alice", "gpu01")
         settings = ProtectionSettings(kill_after_minutes=5, warn_terminal=False)
-        async with swept_fleet(ssh_fleet.config_toml()) as fleet:
+        async with swept_fleet(ssh_fleet.config_toml(), clock) as fleet:
             guard = Guard(fleet, store, settings, clock=clock)
             await guard.check()
             clock.advance(4 * 60)
+            await fleet.sweep(10)
             await guard.check()
             assert victim.poll() is None and await store.events(kind="killed") == []
             clock.advance(61)
+            await fleet.sweep(10)
             await guard.check()
             assert victim.wait(timeout=10) == -signal.SIGTERM
             (event,) = await store.events(kind="killed")
             assert str(victim.pid) in event.detail and event.user == ssh_fleet.user
+            assert await store.events(kind="kill_skipped") == []
     finally:
         victim.kill()
         victim.wait()
@@ -200,18 +205,182 @@ async def test_kill_refused_by_the_host_is_recorded(
     store = await make_store(tmp_path / "h.db", clock)
     await reserve(store, "alice", "gpu01")
     settings = ProtectionSettings(kill_after_minutes=1, warn_terminal=False)
-    async with swept_fleet(ssh_fleet.config_toml()) as fleet:
+    async with swept_fleet(ssh_fleet.config_toml(), clock) as fleet:
         guard = Guard(fleet, store, settings, clock=clock)
         await guard.check()
         clock.advance(61)
+        await fleet.sweep(10)
         await guard.check()
         await guard.check()  # tried once, not every round
     if os.geteuid() == 0:  # the login account may not signal root's process
         (event,) = await store.events(kind="kill_failed")
-        assert str(root_sleeper.pid) in event.detail
+        assert f"pid {root_sleeper.pid}:" in event.detail and "not permitted" in event.detail
         assert root_sleeper.poll() is None
     else:
         assert len(await store.events(kind="killed")) == 1
+
+
+# ---------------------------------------------------------------- the kill re-checks
+
+
+def _kill_settings() -> ProtectionSettings:
+    return ProtectionSettings(kill_after_minutes=1, warn_terminal=False)
+
+
+async def test_a_stale_sighting_is_never_acted_on(ssh_fleet: TestFleet, tmp_path: Path) -> None:
+    """Past the grace period, but the last sighting is old: no kill until a fresh one."""
+    victim = spawn(["sleep", "300"], user=_login_user(ssh_fleet))
+    try:
+        ssh_fleet.add("gpu01", one_app(load_state("h100_load"), victim.pid))
+        clock = FakeClock()
+        store = await make_store(tmp_path / "h.db", clock)
+        await reserve(store, "alice", "gpu01")
+        async with swept_fleet(ssh_fleet.config_toml(), clock) as fleet:
+            guard = Guard(fleet, store, _kill_settings(), clock=clock)
+            await guard.check()
+            clock.advance(61)  # no sweep: what the guard knows is 61 s old
+            await guard.check()
+            await guard.check()  # said once
+            (skipped,) = await store.events(kind="kill_skipped")
+            assert skipped.detail == (
+                f"pid {victim.pid}: seen 61 s ago (over 10 s); not killed until seen again"
+            )
+            assert victim.poll() is None and await store.events(kind="killed") == []
+            await fleet.sweep(10)
+            await guard.check()
+            assert victim.wait(timeout=10) == -signal.SIGTERM
+            assert len(await store.events(kind="killed")) == 1
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def _force_pid(pid: int, argv: list[str], user: str | None) -> subprocess.Popen[bytes]:
+    """A new process that gets ``pid`` (free again), through ``ns_last_pid`` (root only)."""
+    for _ in range(50):
+        Path("/proc/sys/kernel/ns_last_pid").write_text(str(pid - 1))
+        proc = spawn(argv, user=user)
+        if proc.pid == pid:
+            return proc
+        proc.kill()
+        proc.wait()
+    raise AssertionError(f"could not get pid {pid} back (other processes took it)")
+
+
+async def test_a_pid_taken_by_another_process_is_not_killed(
+    ssh_fleet: TestFleet, tmp_path: Path
+) -> None:
+    """The judged process exits and a new one gets its PID: same PID, new start time."""
+    if os.geteuid() != 0:
+        pytest.skip("reusing a PID on purpose needs root (ns_last_pid)")
+    user = _login_user(ssh_fleet)
+    judged = spawn(["sleep", "300"], user=user)
+    pid = judged.pid
+    ssh_fleet.add("gpu01", one_app(load_state("h100_load"), pid))
+    clock = FakeClock()
+    store = await make_store(tmp_path / "h.db", clock)
+    await reserve(store, "alice", "gpu01")
+    async with swept_fleet(ssh_fleet.config_toml(), clock) as fleet:
+        guard = Guard(fleet, store, _kill_settings(), clock=clock)
+        await guard.check()
+        clock.advance(61)
+        await fleet.sweep(10)  # judged, fresh
+        judged.kill()
+        judged.wait()
+        time.sleep(0.02)  # the new process must start at a later clock tick
+        newcomer = _force_pid(pid, ["sleep", "300"], user)
+        try:
+            await guard.check()
+            assert newcomer.poll() is None
+            (skipped,) = await store.events(kind="kill_skipped")
+            assert skipped.detail.startswith(f"pid {pid}: started at tick ")
+            assert skipped.detail.endswith("another process has its PID now; not killed")
+            assert await store.events(kind="killed") == []
+        finally:
+            newcomer.kill()
+            newcomer.wait()
+
+
+OWNER_SWITCH = """
+import os, pwd, sys
+account = pwd.getpwnam(sys.argv[1])
+sys.stdin.readline()
+os.setgid(account.pw_gid)
+os.setuid(account.pw_uid)
+os.execvp("sleep", ["sleep", "300"])
+"""
+
+
+def _euid(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[2])
+    raise AssertionError("no Uid line")
+
+
+async def test_a_process_that_changed_owner_is_not_killed(
+    ssh_fleet: TestFleet, tmp_path: Path
+) -> None:
+    """Judged as root's, it becomes the login account's (same PID, same start): not killed,
+    although the login account could kill it now."""
+    if os.geteuid() != 0:
+        pytest.skip("a process that changes its owner needs root")
+    switcher = spawn([sys.executable, "-c", OWNER_SWITCH, ssh_fleet.user], stdin=subprocess.PIPE)
+    try:
+        ssh_fleet.add("gpu01", one_app(load_state("h100_load"), switcher.pid))
+        clock = FakeClock()
+        store = await make_store(tmp_path / "h.db", clock)
+        await reserve(store, "alice", "gpu01")
+        async with swept_fleet(ssh_fleet.config_toml(), clock) as fleet:
+            guard = Guard(fleet, store, _kill_settings(), clock=clock)
+            (found,) = await guard.check()
+            assert found.intruder == "root"
+            clock.advance(61)
+            await fleet.sweep(10)  # judged as root's, fresh
+            assert switcher.stdin is not None
+            switcher.stdin.write(b"go\n")
+            switcher.stdin.flush()
+            account = pwd.getpwnam(ssh_fleet.user).pw_uid
+            await wait_until(lambda: _euid(switcher.pid) == account)
+            await guard.check()
+            assert switcher.poll() is None
+            (skipped,) = await store.events(kind="kill_skipped")
+            assert skipped.detail == (
+                f"pid {switcher.pid}: now runs as uid {account} instead of 0; not killed"
+            )
+    finally:
+        switcher.kill()
+        switcher.wait()
+
+
+async def test_a_process_that_left_the_gpu_is_not_killed(
+    ssh_fleet: TestFleet, tmp_path: Path
+) -> None:
+    victim = spawn(["sleep", "300"], user=_login_user(ssh_fleet))
+    try:
+        state = one_app(load_state("h100_load"), victim.pid)
+        other = dict(state["gpus"][0], index=1, uuid="GPU-11111111-1111-1111-1111-111111111111")
+        state["gpus"].append(other)
+        host = ssh_fleet.add("gpu01", state)
+        clock = FakeClock()
+        store = await make_store(tmp_path / "h.db", clock)
+        res = await reserve(store, "alice", "gpu01")
+        async with swept_fleet(ssh_fleet.config_toml(), clock) as fleet:
+            guard = Guard(fleet, store, _kill_settings(), clock=clock)
+            await guard.check()
+            clock.advance(61)
+            await fleet.sweep(10)  # judged on GPU 0, fresh
+            state["apps"][0]["gpu_uuid"] = other["uuid"]
+            host.set_state(state)  # now it runs on GPU 1, which nobody reserved
+            await guard.check()
+            assert victim.poll() is None
+            (skipped,) = await store.events(kind="kill_skipped")
+            assert skipped.detail == (
+                f"pid {victim.pid}: no longer a compute process on {res.gpu.uuid}; not killed"
+            )
+    finally:
+        victim.kill()
+        victim.wait()
 
 
 async def test_idle_reservation_is_found_once(ssh_fleet: TestFleet, tmp_path: Path) -> None:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from hivetui.model import GpuAvailability, HostStatus
+from hivetui.backends.probe import MAX_COMMAND_BYTES, command_text
+from hivetui.model import GpuAvailability, HostSnapshot, HostStatus
 from tests.helpers import following, sweep_config, wait_for
-from tests.sshd import TestFleet, load_state
+from tests.sshd import TestFleet, account, load_state
 
 
 @pytest.fixture
@@ -176,3 +179,104 @@ async def test_live_changes_reach_the_fleet_and_history(ssh_fleet: TestFleet) ->
         history = fleet.history("gpu01", 0)
         assert history is not None and len(history) >= 2
         assert history.utilization[-1] == 7
+
+
+# ---------------------------------------------------------------- hostile process names
+
+HOSTILE_ARGV0 = [
+    b"train\n@end\n@apps\nGPU-00000000-0000-0000-0000-000000000000, 1, 99\n@rc 0",
+    b"x\n@proc 1 1 0\n@user 0 root\n@cmd 1\n 41 41\n@ident same\n@stat\n",
+    b"python, 1, 2, GPU-11111111-1111-1111-1111-111111111111, evil, 0, 0, 0, 0, NVIDIA",
+    b"\x01\x02\x1b[2J\x1b]52;c;SGVsbG8=\x07\x7f\xc2\x85\xe2\x80\xae\xff\xfe",
+    b"A" * 10_000,
+]
+
+
+def _start_as(user: str, argv0: bytes) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [argv0, "300"],
+        executable="/bin/sleep",
+        user=user if os.geteuid() == 0 else None,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def hostile() -> Iterator[list[tuple[subprocess.Popen[bytes], str, bytes]]]:
+    """Real processes of two real accounts, whose argv0 attack the report framing."""
+    users = [account("hvt-alice"), account("hvt-bob")]
+    procs = []
+    try:
+        for n, argv0 in enumerate(HOSTILE_ARGV0):
+            user = users[n % 2]
+            procs.append((_start_as(user, argv0), user, argv0))
+        yield procs
+    finally:
+        for proc, _, _ in procs:
+            proc.kill()
+            proc.wait()
+
+
+def _hostile_state(procs: list[tuple[subprocess.Popen[bytes], str, bytes]]) -> dict[str, Any]:
+    """Two GPUs; each hostile process a compute app, its name printed as raw as nvidia-smi may."""
+    state = load_state("h100_load")
+    second = dict(state["gpus"][0], index=1, uuid="GPU-11111111-1111-1111-1111-111111111111")
+    state["gpus"].append(second)
+    state["apps"] = [
+        {
+            "gpu_uuid": state["gpus"][n % 2]["uuid"],
+            "pid": proc.pid,
+            "process_name": argv0.decode("utf-8", "surrogateescape"),
+            "used_gpu_memory": str(100 + n),
+        }
+        for n, (proc, _, argv0) in enumerate(procs)
+    ]
+    return state
+
+
+def _expected(
+    procs: list[tuple[subprocess.Popen[bytes], str, bytes]], gpu: int
+) -> list[tuple[int, str, str, float]]:
+    return [
+        (proc.pid, user, command_text((argv0 + b"\x00300\x00")[:MAX_COMMAND_BYTES]), 100.0 + n)
+        for n, (proc, user, argv0) in enumerate(procs)
+        if n % 2 == gpu
+    ]
+
+
+def _rows(snap: HostSnapshot, gpu: int) -> list[tuple[int, str | None, str, float | None]]:
+    return [(p.pid, p.user, p.command, p.gpu_memory_mib) for p in snap.gpus[gpu].processes]
+
+
+async def test_hostile_process_names_cannot_forge_rows(
+    ssh_fleet: TestFleet, hostile: list[tuple[subprocess.Popen[bytes], str, bytes]]
+) -> None:
+    """Newlines, our own markers, commas, control bytes and 10,000 characters in argv0:
+    each process comes back once, with its real owner and its real command line, and
+    nothing else; in a sweep and while following (where command lines are read once)."""
+    ssh_fleet.add("gpu01", _hostile_state(hostile))
+    (snap,) = await sweep_config(ssh_fleet.config_toml(), 10)
+    assert snap.status is HostStatus.ONLINE and snap.error is None
+    assert len(snap.gpus) == 2
+    assert _rows(snap, 0) == _expected(hostile, 0)
+    assert _rows(snap, 1) == _expected(hostile, 1)
+    async with following(ssh_fleet.config_toml()) as fleet:
+        first = await wait_for(fleet, "gpu01", lambda s: len(s.gpus) == 2)
+        later = await wait_for(fleet, "gpu01", lambda s: s.updated_at > first.updated_at + 2)
+    for followed in (first, later):
+        assert followed.error is None
+        assert _rows(followed, 0) == _expected(hostile, 0)
+        assert _rows(followed, 1) == _expected(hostile, 1)
+
+
+async def test_rows_that_fail_their_checks_are_dropped_and_said(ssh_fleet: TestFleet) -> None:
+    """A GPU uuid not in the driver's form: that GPU and its processes are dropped."""
+    state = load_state("h100_load")
+    second = dict(state["gpus"][0], index=1, uuid="GPU-...")
+    state["gpus"].append(second)
+    state["apps"].append(dict(state["apps"][0], gpu_uuid="GPU-...", pid=12))
+    ssh_fleet.add("gpu01", state)
+    (snap,) = await sweep_config(ssh_fleet.config_toml(), 10)
+    assert [gpu.uuid for gpu in snap.gpus] == [state["gpus"][0]["uuid"]]
+    assert 12 not in {p.pid for p in snap.gpus[0].processes}
+    assert snap.error == ("malformed output from the host: 2 items dropped (GPU 1 uuid 'GPU-...')")

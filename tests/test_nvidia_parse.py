@@ -31,6 +31,7 @@ from hivetui.backends.nvidia import (
     parse_gpu_line,
     parse_gpu_rows,
 )
+from hivetui.backends.probe import smi_names
 from hivetui.model import GpuAvailability
 from tests.test_fake_nvidia_smi import (
     FAKE,
@@ -202,8 +203,9 @@ def test_process_in_another_pid_namespace() -> None:
         gpu_uuid="GPU-28780eb0-24d5-1f13-59b8-ae5c23617a72",
         pid=1758887,
         used_memory_mib=58060.0,
-        process_name="[Not Found]",
     )
+    names_row = f"{tokens['pid']}, {tokens['process_name']}\n".encode()
+    assert smi_names(names_row, {1758887}, {1758887}) == ({1758887: "[Not Found]"}, [])
 
 
 def test_windows_processes_without_memory_and_with_spaces() -> None:
@@ -214,25 +216,31 @@ def test_windows_processes_without_memory_and_with_spaces() -> None:
         for row in rows
     ]
     assert all(app.used_memory_mib is None for app in parsed)
-    assert parsed[4] == AppRow(
-        "GPU-00000000-0000-0000-0000-000000000000",
-        20372,
-        None,
-        r"C:\Program Files\NZXT CAM\NZXT CAM.exe",
-    )
+    assert parsed[4] == AppRow("GPU-00000000-0000-0000-0000-000000000000", 20372, None)
+    tokens = dict(zip(header_fields(header), rows[4].split(", "), strict=True))
+    names_row = f"{tokens['pid']}, {tokens['process_name']}".encode()
+    assert smi_names(names_row, {20372}, {20372})[0] == {
+        20372: r"C:\Program Files\NZXT CAM\NZXT CAM.exe"
+    }
 
 
 def test_insufficient_permissions_as_process_name() -> None:
     pid, name, memory = fixture_lines("p09_windows_insufficient_permissions.txt")[0].split(", ")
-    app = parse_app_line(f"GPU-x, {pid}, {memory}, {name}")
-    assert app == AppRow("GPU-x", 2296, None, "[Insufficient Permissions]")
+    app = parse_app_line(f"GPU-x, {pid}, {memory}")
+    assert app == AppRow("GPU-x", 2296, None)
+    names = smi_names(f"{pid}, {name}\n".encode(), {2296}, {2296})[0]
+    assert names == {2296: "[Insufficient Permissions]"}
 
 
 def test_process_name_with_comma_space() -> None:
-    line = "GPU-a, 4242, 1542, python train.py --tags a, b, --lr=0.1"
-    assert parse_app_line(line) == AppRow(
-        "GPU-a", 4242, 1542.0, "python train.py --tags a, b, --lr=0.1"
-    )
+    row = b"4242, python train.py --tags a, b, --lr=0.1\n"
+    assert smi_names(row, {4242}, {4242}) == ({4242: "python train.py --tags a, b, --lr=0.1"}, [])
+
+
+def test_a_name_in_the_app_query_is_not_ours() -> None:
+    """hivetui asks for driver-written fields only: a fourth column is not a row of ours."""
+    with pytest.raises(NvidiaOutputError):
+        parse_app_line("GPU-a, 4242, 1542, python train.py")
 
 
 @pytest.mark.parametrize(
@@ -251,7 +259,7 @@ def test_units_on_process_memory(fixture: str, expected: list[tuple[int, float]]
 
 
 @pytest.mark.parametrize(
-    "line", ["GPU-a, [N/A], 1542, x", "GPU-a, 12, 1542", fixture_lines("p03_no_apps_csv.txt")[0]]
+    "line", ["GPU-a, [N/A], 1542", "GPU-a, 12", fixture_lines("p03_no_apps_csv.txt")[0]]
 )
 def test_app_lines_that_are_not_ours(line: str) -> None:
     with pytest.raises(NvidiaOutputError):
@@ -350,12 +358,7 @@ def _expected_gpus(state: dict[str, Any]) -> list[GpuRow]:
 
 def _expected_apps(state: dict[str, Any], gpus: list[GpuRow]) -> list[AppRow]:
     return [
-        AppRow(
-            app["gpu_uuid"],
-            app["pid"],
-            _expected_number(app["used_gpu_memory"]),
-            app["process_name"],
-        )
+        AppRow(app["gpu_uuid"], app["pid"], _expected_number(app["used_gpu_memory"]))
         for gpu in gpus
         for app in state["apps"]
         if app["gpu_uuid"] == gpu.uuid

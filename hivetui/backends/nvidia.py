@@ -23,8 +23,12 @@ GPU_FIELDS = (
     "power.draw",
     "name",
 )
-# The process name goes last for the same reason: nvidia-smi does not escape commas.
-APP_FIELDS = ("gpu_uuid", "pid", "used_gpu_memory", "process_name")
+# Only fields the driver writes: a process name is chosen by whoever starts the
+# process, may hold newlines and commas, and nvidia-smi prints it unescaped. Names
+# come from /proc on the host instead (see backends/probe.py).
+APP_FIELDS = ("gpu_uuid", "pid", "used_gpu_memory")
+# nvidia-smi's names, asked only for PIDs that /proc does not show, and read as hex.
+NAME_FIELDS = ("pid", "process_name")
 
 CSV_FORMAT = "--format=csv,noheader,nounits"
 
@@ -40,6 +44,11 @@ def gpu_query_argv(loop_ms: int | None = None) -> list[str]:
 def apps_query_argv() -> list[str]:
     """``nvidia-smi`` arguments for the compute processes of every GPU."""
     return ["nvidia-smi", "--query-compute-apps=" + ",".join(APP_FIELDS), CSV_FORMAT]
+
+
+def names_query_argv() -> list[str]:
+    """``nvidia-smi`` arguments for each compute process's PID and name (raw text)."""
+    return ["nvidia-smi", "--query-compute-apps=" + ",".join(NAME_FIELDS), CSV_FORMAT]
 
 
 class NvidiaOutputError(ValueError):
@@ -63,7 +72,6 @@ class AppRow:
     gpu_uuid: str
     pid: int
     used_memory_mib: float | None
-    process_name: str
 
 
 def _number(value: str, field_name: str, line: str) -> float | None:
@@ -113,7 +121,7 @@ def parse_app_line(line: str) -> AppRow:
     parts = line.rstrip("\r\n").split(", ", len(APP_FIELDS) - 1)
     if len(parts) != len(APP_FIELDS):
         raise NvidiaOutputError(f"unexpected nvidia-smi output: {line.strip()[:120]!r}")
-    uuid, pid_text, used, name = parts
+    uuid, pid_text, used = parts
     try:
         pid = int(pid_text)
     except ValueError:
@@ -122,7 +130,6 @@ def parse_app_line(line: str) -> AppRow:
         gpu_uuid=uuid.strip(),
         pid=pid,
         used_memory_mib=_number(used, "used_gpu_memory", line),
-        process_name=name.strip(),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,16 @@ import asyncssh
 
 from hivetui.backends import ssh_policy
 from hivetui.backends.ssh_policy import ConnectPlan
-from hivetui.backends.transport import EXIT_MARK, CommandResult, CommandTimeout, HostUnavailable
+from hivetui.backends.transport import (
+    EXIT_MARK,
+    READ_CHUNK,
+    CommandResult,
+    CommandTimeout,
+    HostUnavailable,
+    LineSplitter,
+    OutputBudget,
+    read_both,
+)
 from hivetui.model import HostStatus
 
 log = logging.getLogger(__name__)
@@ -75,31 +84,43 @@ class SshTransport:
 
     async def run(self, command: str, timeout: float) -> CommandResult:
         conn = await self._require()
+        budget = OutputBudget()
         try:
-            result = await asyncio.wait_for(
-                conn.run(command, check=False, errors="replace"), timeout
-            )
+            async with asyncio.timeout(timeout):
+                process = await conn.create_process(command, encoding=None)
+                try:
+                    out, err = await read_both(process.stdout, process.stderr, budget)
+                    await process.wait_closed()
+                finally:
+                    # Closing the channel ends the remote command (SIGPIPE on its next write).
+                    process.close()
         except TimeoutError:
             raise CommandTimeout(f"no answer in {timeout:g} s") from None
         except (asyncssh.Error, OSError) as exc:
             await self._drop()
             raise HostUnavailable(HostStatus.OFFLINE, _cause(exc)) from None
-        return CommandResult(result.exit_status, _text(result.stdout), _text(result.stderr))
+        return CommandResult(
+            process.exit_status, out.decode(errors="replace"), err.decode(errors="replace")
+        )
 
-    async def stream(self, command: str) -> AsyncIterator[str]:
+    async def stream(self, command: str) -> AsyncGenerator[str, None]:
         conn = await self._require()
         try:
-            process = await conn.create_process(command, stderr=asyncssh.STDOUT, errors="replace")
+            process = await conn.create_process(command, stderr=asyncssh.STDOUT, encoding=None)
         except (asyncssh.Error, OSError) as exc:
             await self._drop()
             raise HostUnavailable(HostStatus.OFFLINE, _cause(exc)) from None
+        lines = LineSplitter()
         try:
             try:
-                async for line in process.stdout:
-                    yield line.rstrip("\n")
+                while chunk := await process.stdout.read(READ_CHUNK):
+                    for line in lines.feed(chunk):
+                        yield line
             except (asyncssh.Error, OSError) as exc:
                 await self._drop()
                 raise HostUnavailable(HostStatus.OFFLINE, _cause(exc)) from None
+            for line in lines.rest():
+                yield line
             if self._conn is None or self._conn.is_closed():
                 raise HostUnavailable(HostStatus.OFFLINE, "connection lost")
             await process.wait_closed()
