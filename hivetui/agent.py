@@ -27,6 +27,7 @@ from hivetui.files import FileIdentity
 from hivetui.guard import Guard
 from hivetui.hosts import build_fleet
 from hivetui.model import HostStatus
+from hivetui.safe_text import stderr_handler
 
 log = logging.getLogger("hivetui.agent")
 
@@ -119,9 +120,9 @@ def _database_file(config: Config) -> FileIdentity | None:
 
 def main_agent(config: Config) -> int:
     """``hivetui agent``: run until SIGTERM or SIGINT; the exit status."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    # force: the CLI set up its one-line stderr format already; the agent wants times.
+    logging.basicConfig(level=logging.INFO, handlers=[stderr_handler(fmt)], force=True)
     # Alembic's "Context impl SQLiteImpl." and "Will assume ..." are for its own CLI.
     logging.getLogger("alembic").setLevel(logging.WARNING)
 

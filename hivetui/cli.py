@@ -30,6 +30,7 @@ from hivetui.hosts import build_fleet
 from hivetui.masking import mask_secrets
 from hivetui.model import HostSnapshot
 from hivetui.report import gpus_table, hosts_table, to_json
+from hivetui.safe_text import PrintableFormatter, stderr_handler
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -84,7 +85,7 @@ def _file_handler() -> logging.Handler | None:
         handler = logging.FileHandler(log_file())
     except OSError:
         return None
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     return handler
 
 
@@ -94,7 +95,9 @@ def _setup_logging(to_file: bool, level: int | None = None) -> None:
     # Alembic's "Context impl SQLiteImpl." and "Will assume ..." are for its own CLI.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if not to_file:
-        logging.basicConfig(level=level or logging.ERROR, format="hivetui: %(message)s")
+        logging.basicConfig(
+            level=level or logging.ERROR, handlers=[stderr_handler("hivetui: %(message)s")]
+        )
         return
     handler = _file_handler() or logging.NullHandler()
     logging.basicConfig(level=logging.INFO, handlers=[handler])

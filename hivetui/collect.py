@@ -48,6 +48,12 @@ Publish = Callable[[HostSnapshot], None]
 NO_GPU_RECHECK_S = 60.0  # a host with no driver is asked again this often, not every second
 MAX_BACKOFF_S = 5.0
 HOST_KEY_RETRY_S = 30.0
+# Statuses that only a person can clear: retried slowly, not with the usual backoff.
+HOST_KEY_TROUBLE = (
+    HostStatus.HOST_KEY_CHANGED,
+    HostStatus.HOST_KEY_UNKNOWN,
+    HostStatus.HOST_KEY_REVOKED,
+)
 MAX_NOISE_LINES = 50  # lines in a row from the GPU stream that are not GPU rows
 
 
@@ -287,7 +293,7 @@ class HostReader:
                 await self.transport.connect()
             except HostUnavailable as exc:
                 publish(self._down(exc.status, exc.message))
-                host_key = exc.status in (HostStatus.HOST_KEY_CHANGED, HostStatus.HOST_KEY_UNKNOWN)
+                host_key = exc.status in HOST_KEY_TROUBLE
                 await asyncio.sleep(HOST_KEY_RETRY_S if host_key else backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue

@@ -16,6 +16,7 @@ from email.message import EmailMessage
 
 from hivetui.backends.transport import CommandTimeout, HostUnavailable, Transport
 from hivetui.config import ProtectionSettings
+from hivetui.safe_text import printable
 
 # Runs on the host as the SSH login account. Every tty a process of USER sits on
 # gets the message: directly when the device is writable by us, else through
@@ -43,11 +44,6 @@ class Outcome:
 
     ok: bool
     detail: str
-
-
-def printable(text: str) -> str:
-    """``text`` without control characters: host data must not drive a terminal."""
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def terminal_command(user: str, message: str) -> str:

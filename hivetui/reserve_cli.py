@@ -379,7 +379,7 @@ async def _free(store: ReservationStore, config: Config, args: argparse.Namespac
     for snap in snaps:
         why = _unbookable(snap)
         if why is not None and args.host is None:
-            print(f"hivetui: skipping host {snap.name}, which {why}", file=sys.stderr)
+            print(f"hivetui: skipping host {snap.name}, which {printable(why)}", file=sys.stderr)
             continue
         gpus += _gpus_of(snap)
     duration = timedelta(hours=args.hours)

@@ -19,6 +19,7 @@ spills into the next column.
 
 from __future__ import annotations
 
+import logging
 import re
 
 from rich.cells import cell_len, set_cell_size
@@ -91,3 +92,22 @@ def chunk_cells(text: str, size: int) -> list[str]:
     if current or not pieces:
         pieces.append(current + " " * (size - used))
     return pieces
+
+
+class PrintableFormatter(logging.Formatter):
+    """Log lines whose message is escaped like :func:`printable`.
+
+    Log messages quote hosts (a process's command line in a violation, an error
+    a host printed); the agent's log usually goes to a terminal. Tracebacks,
+    which are ours, keep their lines.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        return printable(super().formatMessage(record))
+
+
+def stderr_handler(fmt: str) -> logging.Handler:
+    """A stderr log handler whose messages never drive the terminal."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(PrintableFormatter(fmt))
+    return handler

@@ -71,3 +71,30 @@ def test_chunks_line_up_with_the_columns(text: str) -> None:
 def test_env_line_is_quoted_for_the_shell() -> None:
     assert _assignment("CUDA_VISIBLE_DEVICES=GPU-a,GPU-b") == "CUDA_VISIBLE_DEVICES=GPU-a,GPU-b"
     assert _assignment("X=a$(touch /tmp/p) 'b'") == "X='a$(touch /tmp/p) '\"'\"'b'\"'\"''"
+
+
+def test_log_lines_escape_what_hosts_wrote_and_keep_tracebacks() -> None:
+    """The agent logs violations that quote a host's command line: no escape may pass."""
+    import io
+    import logging
+
+    from hivetui.safe_text import PrintableFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(PrintableFormatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger("hivetui.test.escape")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("violation: %s", "x\x1b]52;c;aGk=\x07\u202ey")
+        try:
+            raise ValueError("ours")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "\x1b" not in text and "\u202e" not in text
+    assert "violation: x\\x1b]52;c;aGk=\\x07\\u202ey" in text
+    assert "Traceback (most recent call last):\n" in text  # our own lines keep their breaks

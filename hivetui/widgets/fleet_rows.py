@@ -134,7 +134,7 @@ def host_state(snap: HostSnapshot) -> Cell:
     if status is HostStatus.CONNECTING:
         return Cell.of("connecting…" + (f" ({error})" if error else ""), "dim")
     key_trouble = status in (HostStatus.HOST_KEY_UNKNOWN, HostStatus.HOST_KEY_CHANGED)
-    style = "yellow" if key_trouble else "red"
+    style = "yellow" if key_trouble else "red"  # a revoked key is red: never to be trusted
     return Cell.of(f"{status.value}: {error}" if error else status.value, style)
 
 
