@@ -27,6 +27,7 @@ from hivetui.files import FileIdentity
 from hivetui.guard import Guard
 from hivetui.hosts import build_fleet
 from hivetui.model import HostStatus
+from hivetui.reservations import plural
 from hivetui.safe_text import stderr_handler
 
 log = logging.getLogger("hivetui.agent")
@@ -80,7 +81,7 @@ async def run_agent(
     )
     name = agent_name()
     await fleet.start()
-    log.info("agent %s guarding %d host(s)", name, len(fleet.host_names))
+    log.info("agent %s guarding %s", name, plural(len(fleet.host_names), "host"))
     try:
         while not stop.is_set():
             if database is not None and (gone := database.problem()):
@@ -92,8 +93,9 @@ async def run_agent(
                 found = await guard.check()
                 online = sum(s.status is HostStatus.ONLINE for s in fleet.snapshots())
                 detail = (
-                    f"{online}/{len(fleet.host_names)} hosts online, {len(found)} violation(s), "
-                    f"{len(guard.idle_reservations())} idle reservation(s)"
+                    f"{online}/{len(fleet.host_names)} hosts online, "
+                    f"{plural(len(found), 'violation')}, "
+                    f"{plural(len(guard.idle_reservations()), 'idle reservation')}"
                 )
                 await beat(store.engine, name, detail, int(clock()))
             except (db.DatabaseError, SQLAlchemyError) as exc:

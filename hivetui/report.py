@@ -81,8 +81,8 @@ def gpus_table(snapshots: Sequence[HostSnapshot]) -> str:
     for snap in snapshots:
         problem = snap.error or (snap.gpu_error if not snap.gpus else None)
         if problem or not snap.gpus:
+            # Online with GPUs and an error: rows were dropped as malformed; show the rest too.
             rows.append([snap.name, "-", f"{snap.status.value}: {problem or 'no GPUs'}"] + [""] * 5)
-            continue
         for gpu in snap.gpus:
             mem = f"{_fmt(gpu.memory_used_mib)}/{_fmt(gpu.memory_total_mib)} MiB"
             users = ",".join(gpu.users) if gpu.processes else "free" if gpu.is_free else "-"

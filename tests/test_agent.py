@@ -43,7 +43,7 @@ async def test_agent_guards_and_beats_until_stopped(ssh_fleet: TestFleet, tmp_pa
         assert event.reservation_id == res.id and event.user == "root"
         assert sink.recipients == [["ops@example.org"]]
         beat_at, detail = (await heartbeats(engine))[agent_name()]
-        assert "1/1 hosts online" in detail and "1 violation(s)" in detail
+        assert "1/1 hosts online" in detail and "1 violation," in detail
         assert abs((beat_at - store.now()).total_seconds()) < 30
         await engine.dispose()
     finally:
@@ -96,7 +96,7 @@ async def test_main_agent_stops_cleanly_on_sigterm(ssh_fleet: TestFleet, tmp_pat
         await engine.dispose()
     err = log.read_text()
     assert proc.returncode == 0, err
-    assert "guarding 1 host(s)" in err and "stopped" in err
+    assert "guarding 1 host\n" in err and "stopped" in err
 
 
 async def test_agent_stops_when_its_database_file_is_replaced(

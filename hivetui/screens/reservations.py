@@ -26,6 +26,7 @@ from hivetui.reservations import (
     gpus_in_use,
     holders_at,
     in_use_note,
+    plural,
 )
 from hivetui.safe_text import literal, printable
 from hivetui.screens.context import ScreenContext
@@ -181,7 +182,7 @@ class ReservationsScreen(Screen[None]):
             what = grid.note
         elif res is None:
             sel = grid.selection
-            what = "free" if sel is None else f"free · {len(sel.gpus)} GPU(s) selected"
+            what = "free" if sel is None else f"free · {plural(len(sel.gpus), 'GPU')} selected"
         else:
             title = f" “{res.title}”" if res.title else ""
             what = (

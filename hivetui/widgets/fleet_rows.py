@@ -121,21 +121,28 @@ def host_state(snap: HostSnapshot) -> Cell:
     """What the host's connection and driver say, coloured by how bad it is."""
     status, error = snap.status, None if snap.error is None else printable(snap.error)
     if status is HostStatus.ONLINE:
-        avail = snap.gpu_availability
-        if avail is GpuAvailability.NO_GPU:
-            return Cell((("online", "green"), (" · no NVIDIA GPU", "yellow")))
-        if avail is GpuAvailability.ERROR:
-            said = printable(snap.gpu_error or "?")
-            return Cell((("online", "green"), (f" · GPU error: {said}", "yellow")))
-        if avail is GpuAvailability.UNKNOWN and not snap.gpus:
-            return Cell((("online", "green"), (" · reading GPUs…", "dim")))
-        free = f" · {snap.free_gpus}/{len(snap.gpus)} GPUs free"
-        return Cell((("online", "green"), (free, "bold green" if snap.free_gpus else "")))
+        cell = _online_state(snap)
+        # Online with an error: part of its output was dropped as malformed.
+        same = error is None or error == printable(snap.gpu_error or "")
+        return cell if same else Cell((*cell.parts, (f" · {error}", "yellow")))
     if status is HostStatus.CONNECTING:
         return Cell.of("connecting…" + (f" ({error})" if error else ""), "dim")
     key_trouble = status in (HostStatus.HOST_KEY_UNKNOWN, HostStatus.HOST_KEY_CHANGED)
     style = "yellow" if key_trouble else "red"  # a revoked key is red: never to be trusted
     return Cell.of(f"{status.value}: {error}" if error else status.value, style)
+
+
+def _online_state(snap: HostSnapshot) -> Cell:
+    avail = snap.gpu_availability
+    if avail is GpuAvailability.NO_GPU:
+        return Cell((("online", "green"), (" · no NVIDIA GPU", "yellow")))
+    if avail is GpuAvailability.ERROR:
+        said = printable(snap.gpu_error or "?")
+        return Cell((("online", "green"), (f" · GPU error: {said}", "yellow")))
+    if avail is GpuAvailability.UNKNOWN and not snap.gpus:
+        return Cell((("online", "green"), (" · reading GPUs…", "dim")))
+    free = f" · {snap.free_gpus}/{len(snap.gpus)} GPUs free"
+    return Cell((("online", "green"), (free, "bold green" if snap.free_gpus else "")))
 
 
 def no_gpu_reason(snap: HostSnapshot) -> str | None:
